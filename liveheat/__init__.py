@@ -1,0 +1,33 @@
+"""liveheat: show what a CNN looks at, live — ONNX feature maps blended onto video frames.
+
+Public API: `overlay`, `colorize`, `normalize`, `panels` (drawing), `Backbone`, `Features`
+(model), `heatmap`, `TemporalSmoother` (maps), `Settings`, and `run_video` (the runner).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# eager: the module liveheat/overlay.py shares its name with the function `liveheat.overlay`
+from liveheat.overlay import colorize, normalize, overlay, panels  # noqa: E402
+
+_LAZY = {
+    "Backbone": "liveheat.backbone",
+    "Features": "liveheat.backbone",
+    "heatmap": "liveheat.heatmaps",
+    "TemporalSmoother": "liveheat.heatmaps",
+    "Settings": "liveheat.settings",
+    "run_video": "liveheat.pipeline",
+}
+
+__all__ = sorted([*_LAZY, "overlay", "colorize", "normalize", "panels"])
+
+
+def __getattr__(name: str):
+    # lazy: `import liveheat` stays cheap, and `liveheat.overlay` is the function, not the module
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'liveheat' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)

@@ -1,0 +1,3 @@
+from liveheat.cli import main
+
+raise SystemExit(main())
