@@ -37,6 +37,7 @@ class Settings:
     smooth: float = 0.0  # EMA factor in [0, 1): 0 = off
     every: int = 1  # infer on every Nth frame
     max_fps: float | None = None
+    paused: bool = False  # live: hold the current frame (space key, stream page)
     # outputs
     show: bool = True
     output: str | None = None
