@@ -1,4 +1,455 @@
-"""Drawing: normalise a 2D map, colour it, blend it onto a frame (pure numpy + OpenCV, no I/O).
+"""Drawing: scale a 2D map to [0, 1], colour it, blend it onto a frame.
 
-(Being written: the full implementation lands shortly; signatures below are final.)
+Pure numpy + OpenCV; no model, no file I/O. Every function takes any 2D map (any size, any dtype).
 """
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "COLORMAPS",
+    "INTERPOLATIONS",
+    "MODES",
+    "NORMS",
+    "colorbar",
+    "colorize",
+    "normalize",
+    "overlay",
+    "panels",
+    "resolve_colormap",
+]
+
+MODES = ("color", "gray", "mask", "transparent")
+NORMS = ("minmax", "percentile", "sigmoid", "fixed", "none")
+#: every OpenCV colormap by lower-case name, e.g. ``COLORMAPS["jet"] == cv2.COLORMAP_JET``
+COLORMAPS: dict[str, int] = {
+    name[len("COLORMAP_") :].lower(): getattr(cv2, name)
+    for name in sorted(dir(cv2))
+    if name.startswith("COLORMAP_")
+}
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+_OVERSHOOTING = (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
+# frames with at least this many pixels are blended in two row bands on two threads
+_BAND_MIN_PIXELS = 640 * 480
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _choose(value: str, valid, what: str) -> str:
+    """Check a word against a closed vocabulary; the error names close matches and all valid words."""
+    if isinstance(value, str) and value.lower() in valid:
+        return value.lower()
+    close = difflib.get_close_matches(str(value).lower(), list(valid), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown {what} {value!r}{hint} valid: {', '.join(valid)}")
+
+
+# ---------------------------------------------------------------- colormaps
+@functools.lru_cache(maxsize=None)
+def _builtin_lut(cmap_id: int) -> np.ndarray:
+    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    lut = cv2.applyColorMap(ramp, cmap_id)
+    lut.setflags(write=False)
+    return lut  # (256, 1, 3) uint8 BGR
+
+
+_GRAY_LUT = np.repeat(np.arange(256, dtype=np.uint8).reshape(256, 1, 1), 3, axis=2)
+_GRAY_LUT.setflags(write=False)
+
+
+def resolve_colormap(colormap) -> np.ndarray:
+    """Return the (256, 1, 3) uint8 BGR lookup table for a colormap.
+
+    ``colormap`` is an OpenCV colormap name (case-insensitive: ``"jet"``, ``"turbo"``, ...),
+    a ``cv2.COLORMAP_*`` int, or a 256x3 (or 256x1x3) uint8 BGR table.
+
+    Examples:
+        >>> resolve_colormap("JET").shape
+        (256, 1, 3)
+        >>> bool((resolve_colormap(cv2.COLORMAP_JET) == resolve_colormap("jet")).all())
+        True
+    """
+    if isinstance(colormap, np.ndarray):
+        if colormap.dtype != np.uint8 or colormap.size != 768 or colormap.shape[0] != 256:
+            raise ValueError(
+                f"a colormap table must be 256x3 uint8 BGR, got shape {colormap.shape} "
+                f"dtype {colormap.dtype}"
+            )
+        return np.ascontiguousarray(colormap.reshape(256, 1, 3))
+    if isinstance(colormap, (int, np.integer)) and not isinstance(colormap, bool):
+        if int(colormap) not in COLORMAPS.values():
+            raise ValueError(
+                f"unknown colormap id {colormap}; valid: cv2.COLORMAP_* ids "
+                f"{sorted(COLORMAPS.values())} or names {', '.join(COLORMAPS)}"
+            )
+        return _builtin_lut(int(colormap))
+    if isinstance(colormap, str):
+        return _builtin_lut(COLORMAPS[_choose(colormap, COLORMAPS, "colormap")])
+    raise ValueError(
+        f"colormap must be a name, a cv2.COLORMAP_* int or a 256x3 uint8 table, got {colormap!r}"
+    )
+
+
+# ---------------------------------------------------------------- normalisation
+def _as_map(heat) -> np.ndarray:
+    """Any 2D array-like -> float32 2D (squeezing (1,h,w) and (h,w,1)); else ValueError."""
+    arr = np.asarray(heat)
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[2]):
+        arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:2])
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(
+            f"heat must be a 2D map (h, w) (or (1, h, w) / (h, w, 1)), got shape {arr.shape}"
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"heat must be numeric or bool, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError("heat must be real-valued, got a complex array")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def _normalize(heat, norm, vmin, vmax, percentile) -> tuple[np.ndarray, bool]:
+    """Scale to float32 [0, 1]; non-finite -> 0. Returns (map, informative).
+
+    ``informative`` is False when the map carries nothing to draw: every value non-finite, or
+    (for ``minmax``/``percentile``) a constant map. Then the map is all zeros.
+    """
+    norm = _choose(norm, NORMS, "norm")
+    h = _as_map(heat)
+    finite = np.isfinite(h)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        if not finite.any():
+            return np.zeros_like(h), False
+        h = np.where(finite, h, np.float32(0))  # a copy; the caller's array is never touched
+    values = h if all_finite else h[finite]
+    if norm in ("minmax", "percentile"):
+        if norm == "minmax":
+            lo, hi = float(values.min()), float(values.max())
+        else:
+            if not 0.0 <= percentile < 50.0:
+                raise ValueError(f"percentile must be in [0, 50), got {percentile}")
+            lo, hi = (float(v) for v in np.percentile(values, (percentile, 100.0 - percentile)))
+        if not hi > lo:
+            return np.zeros_like(h), False
+        out = (h - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    elif norm == "fixed":
+        if vmin is None or vmax is None:
+            raise ValueError("norm='fixed' needs vmin and vmax (one scale across many frames)")
+        if not float(vmax) > float(vmin):
+            raise ValueError(f"norm='fixed' needs vmax > vmin, got vmin={vmin} vmax={vmax}")
+        out = (h - np.float32(vmin)) * np.float32(1.0 / (float(vmax) - float(vmin)))
+    elif norm == "sigmoid":
+        out = np.clip(h, -60.0, 60.0)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+        out += 1.0
+        np.reciprocal(out, out=out)
+    else:  # "none": already in [0, 1]; clip into a new array, never the caller's
+        out = np.clip(h, 0.0, 1.0)
+    np.clip(out, 0.0, 1.0, out=out)
+    if not all_finite:
+        out[~finite] = 0.0
+    return out.astype(np.float32, copy=False), True
+
+
+def normalize(heat, *, norm="minmax", vmin=None, vmax=None, percentile=1.0) -> np.ndarray:
+    """Scale a 2D map to float32 in [0, 1], as matplotlib's imshow does for ``minmax``.
+
+    ``norm``: ``"minmax"`` (this map's min and max), ``"percentile"`` (clip at ``percentile``
+    and ``100 - percentile``, robust to outliers), ``"sigmoid"`` (raw activations),
+    ``"fixed"`` (``vmin``/``vmax``: one scale across many frames), ``"none"`` (clip only).
+    NaN and +-Inf count as no heat (0) and are left out of min, max and percentiles.
+    A constant or all-NaN map has no contrast and comes back as zeros (no division by zero).
+
+    Examples:
+        >>> normalize(np.array([[0, 5], [10, np.nan]])).tolist()
+        [[0.0, 0.5], [1.0, 0.0]]
+        >>> normalize(np.full((2, 2), 3.0)).max()
+        0.0
+    """
+    return _normalize(heat, norm, vmin, vmax, percentile)[0]
+
+
+def _index_image(norm01: np.ndarray, size: tuple[int, int], interpolation: str) -> np.ndarray:
+    """[0, 1] map -> uint8 index image of ``size`` (w, h): resized in float32, rounded once."""
+    inter = INTERPOLATIONS[_choose(interpolation, INTERPOLATIONS, "interpolation")]
+    scaled = norm01 * np.float32(255.0)
+    if scaled.shape[1] != size[0] or scaled.shape[0] != size[1]:
+        scaled = cv2.resize(scaled, size, interpolation=inter)
+        if inter in _OVERSHOOTING:
+            np.maximum(scaled, 0.0, out=scaled)
+    return cv2.convertScaleAbs(scaled)  # rounds to nearest, saturates at 255
+
+
+def colorize(
+    heat,
+    *,
+    colormap="jet",
+    norm="minmax",
+    vmin=None,
+    vmax=None,
+    percentile=1.0,
+    size: tuple[int, int] | None = None,
+    interpolation="linear",
+) -> np.ndarray:
+    """Turn a 2D map into a BGR uint8 heatmap image (``size`` = (width, height), default the map's).
+
+    A constant or all-NaN map shows the colormap's lowest colour everywhere.
+
+    Examples:
+        >>> colorize(np.eye(7), colormap="turbo", size=(64, 48)).shape
+        (48, 64, 3)
+    """
+    lut = resolve_colormap(colormap)
+    n, _ = _normalize(heat, norm, vmin, vmax, percentile)
+    size = (n.shape[1], n.shape[0]) if size is None else (int(size[0]), int(size[1]))
+    return cv2.applyColorMap(_index_image(n, size, interpolation), lut)
+
+
+# ---------------------------------------------------------------- blending
+def _as_frame(frame) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any supported frame -> (uint8 BGR HxWx3 contiguous, alpha channel or None)."""
+    f = np.asarray(frame)
+    if f.ndim == 3 and f.shape[2] == 1:
+        f = f[:, :, 0]
+    if f.ndim not in (2, 3) or (f.ndim == 3 and f.shape[2] not in (3, 4)) or f.size == 0:
+        raise ValueError(f"frame must be HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA), got {f.shape}")
+    if f.dtype != np.uint8:
+        if f.dtype == np.uint16:
+            f = cv2.convertScaleAbs(f, alpha=1.0 / 257.0)
+        elif np.issubdtype(f.dtype, np.floating):  # float frames are taken as [0, 1]
+            f = cv2.convertScaleAbs(np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0), alpha=255.0)
+        elif f.dtype == np.bool_:
+            f = f.astype(np.uint8) * np.uint8(255)
+        else:
+            raise ValueError(
+                f"frame dtype {f.dtype} not supported; use uint8, uint16 or float in [0, 1]"
+            )
+    if f.ndim == 2:
+        return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), None
+    if f.shape[2] == 4:
+        return cv2.cvtColor(f, cv2.COLOR_BGRA2BGR), np.ascontiguousarray(f[:, :, 3])
+    return np.ascontiguousarray(f), None
+
+
+def _with_alpha(bgr: np.ndarray, alpha_channel: np.ndarray | None) -> np.ndarray:
+    if alpha_channel is None:
+        return bgr
+    out = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    out[:, :, 3] = alpha_channel
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _blend_tables(mode: str, lut_key, alpha: float, threshold: float | None):
+    """Per-index tables so that out = frame * s[i] / 255 + t[i] (i = heat index 0..255)."""
+    lut = _GRAY_LUT if mode == "gray" else _LUT_BY_KEY[lut_key]
+    i = np.arange(256, dtype=np.float64) / 255.0
+    colour = lut.reshape(256, 3).astype(np.float64)
+    if mode in ("color", "gray"):
+        w = np.full(256, alpha)
+    elif mode == "transparent":
+        w = alpha * i
+    else:  # mask: frame scaled by (1 - alpha) + alpha * heat
+        w = np.zeros(256)
+    keep = 1.0 - w if mode != "mask" else (1.0 - alpha) + alpha * i
+    if threshold is not None:
+        cold = i < threshold
+        w = np.where(cold, 0.0, w)
+        keep = np.where(cold, 1.0, keep)
+    s = np.rint(keep * 255.0).astype(np.uint8)
+    t = np.rint(w[:, None] * colour).astype(np.uint8).reshape(256, 1, 3)
+    s.setflags(write=False)
+    t.setflags(write=False)
+    return s, t, bool(t.any())
+
+
+_LUT_BY_KEY: dict = {}
+
+
+def _lut_key(lut: np.ndarray):
+    key = lut.tobytes()
+    _LUT_BY_KEY.setdefault(key, lut)
+    return key
+
+
+def _bands(height: int, width: int) -> list[slice]:
+    if height * width < _BAND_MIN_PIXELS or (os.cpu_count() or 1) < 2 or height < 2:
+        return [slice(0, height)]
+    mid = height // 2
+    return [slice(0, mid), slice(mid, height)]
+
+
+def _map_bands(fn, bands: list[slice]) -> None:
+    global _pool
+    if len(bands) == 1:
+        fn(bands[0])
+        return
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="liveheat-blend")
+    for fut in [_pool.submit(fn, b) for b in bands]:
+        fut.result()
+
+
+def overlay(
+    frame,
+    heat,
+    *,
+    alpha=0.5,
+    colormap="jet",
+    mode="color",
+    norm="minmax",
+    vmin=None,
+    vmax=None,
+    percentile=1.0,
+    threshold=None,
+    interpolation="linear",
+) -> np.ndarray:
+    """Blend a 2D map of any size onto a frame; returns a new uint8 image the size of the frame.
+
+    ``frame``: uint8 HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA; its alpha channel is kept). uint16
+    frames are scaled by 1/257 and float frames are read as [0, 1], once. Output: BGR (grey in,
+    BGR out) or BGRA. ``heat``: any 2D numeric or bool map, (1,h,w)/(h,w,1) squeezed; resized to
+    the frame with ``interpolation`` (``nearest``, ``linear``, ``cubic``, ``area``, ``lanczos``).
+
+    ``mode``:
+      - ``"color"``: colormapped heat alpha-blended onto the frame (``alpha=1``: the heatmap alone).
+      - ``"gray"``: grey heat alpha-blended.
+      - ``"mask"``: frame x heat, eased by alpha: ``frame * ((1 - alpha) + alpha * heat)``;
+        ``alpha=1`` is the classic mask (hot pixels as they are, cold ones black).
+      - ``"transparent"``: colormap with per-pixel opacity ``alpha * heat``: cold regions show the
+        frame untouched.
+    ``norm``/``vmin``/``vmax``/``percentile``: see :func:`normalize`. ``colormap``: see
+    :func:`resolve_colormap`. ``threshold`` (on the [0, 1] map): pixels below it keep the frame
+    untouched in every mode. NaN/Inf pixels are "no heat" (0).
+
+    A map with nothing to draw (all NaN; or constant under ``minmax``/``percentile``) returns the
+    frame unchanged in every mode. ``alpha=0`` returns the frame unchanged.
+
+    Examples:
+        >>> frame = np.zeros((32, 96, 3), np.uint8)
+        >>> overlay(frame, np.random.rand(32, 96)).shape
+        (32, 96, 3)
+        >>> overlay(np.zeros((128, 64, 3), np.uint8), np.random.rand(32, 96), mode="mask").shape
+        (128, 64, 3)
+    """
+    mode = _choose(mode, MODES, "mode")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if threshold is not None:
+        threshold = float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    lut = resolve_colormap(colormap) if mode != "gray" else _GRAY_LUT
+    bgr, alpha_channel = _as_frame(frame)
+    n, informative = _normalize(heat, norm, vmin, vmax, percentile)
+    if alpha == 0.0 or not informative:
+        return _with_alpha(bgr.copy() if bgr is frame else bgr, alpha_channel)
+    height, width = bgr.shape[:2]
+    idx = _index_image(n, (width, height), interpolation)
+    out = np.empty_like(bgr)
+
+    if mode in ("color", "gray") and threshold is None:
+
+        def blend(rows: slice) -> None:
+            colored = cv2.applyColorMap(idx[rows], lut)
+            cv2.addWeighted(bgr[rows], 1.0 - alpha, colored, alpha, 0.0, dst=out[rows])
+
+    else:
+        s, t, add_t = _blend_tables(mode, _lut_key(lut), alpha, threshold)
+
+        def blend(rows: slice) -> None:
+            i = idx[rows]
+            keep = cv2.LUT(i, s)
+            cv2.multiply(bgr[rows], cv2.merge((keep, keep, keep)), dst=out[rows], scale=1 / 255)
+            if add_t:
+                cv2.add(out[rows], cv2.applyColorMap(i, t), dst=out[rows])
+
+    _map_bands(blend, _bands(height, width))
+    return _with_alpha(out, alpha_channel)
+
+
+# ---------------------------------------------------------------- panels and colour bar
+def colorbar(
+    height: int, *, colormap="jet", vmin=None, vmax=None, width: int | None = None
+) -> np.ndarray:
+    """A vertical colour bar (hot at the top) with ``vmax``/``vmin`` labels; BGR uint8.
+
+    Examples:
+        >>> colorbar(200, vmin=0.0, vmax=1.0).shape[0]
+        200
+    """
+    lut = resolve_colormap(colormap)
+    height = int(height)
+    scale = max(0.35, min(1.0, height / 600))
+    labels = [_fmt(v) for v in (vmax, vmin) if v is not None]
+    text_w = max((cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for s in labels),
+                 default=0)
+    bar_w = max(8, height // 24)
+    pad = max(4, bar_w // 2)
+    width = width or (pad + bar_w + pad + text_w + pad)
+    img = np.full((height, width, 3), 32, np.uint8)
+    ramp = np.linspace(255, 0, height).round().astype(np.uint8).reshape(height, 1)
+    img[:, pad : pad + bar_w] = cv2.applyColorMap(ramp, lut)
+    x = pad + bar_w + pad
+    th = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1]
+    if vmax is not None:
+        cv2.putText(img, _fmt(vmax), (x, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    if vmin is not None:
+        cv2.putText(img, _fmt(vmin), (x, height - pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _fmt(v) -> str:
+    return f"{float(v):.3g}"
+
+
+def panels(frame, heat, *, colorbar: bool = True, **overlay_kwargs) -> np.ndarray:
+    """One BGR image: original | heatmap | overlay side by side, optionally a labelled colour bar.
+
+    The colour bar is labelled with the map's own min and max (finite values), the range
+    that ``minmax`` stretches over. ``overlay_kwargs`` go to :func:`overlay`.
+
+    Examples:
+        >>> panels(np.zeros((32, 96, 3), np.uint8), np.random.rand(7, 7), colorbar=False).shape
+        (32, 288, 3)
+    """
+    bgr, _ = _as_frame(frame)
+    height, width = bgr.shape[:2]
+    cmap = overlay_kwargs.get("colormap", "jet")
+    if overlay_kwargs.get("mode") == "gray":
+        cmap = _GRAY_LUT.reshape(256, 3)
+    keys = ("norm", "vmin", "vmax", "percentile", "interpolation")
+    heat_img = colorize(
+        heat, colormap=cmap, size=(width, height), **{k: overlay_kwargs[k] for k in keys
+                                                      if k in overlay_kwargs}
+    )
+    parts = [bgr, heat_img, overlay(bgr, heat, **overlay_kwargs)]
+    if colorbar:
+        h = _as_map(heat)
+        finite = h[np.isfinite(h)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+        parts.append(_colorbar_fn(height, colormap=cmap, vmin=lo, vmax=hi))
+    return np.hstack(parts)
+
+
+_colorbar_fn = colorbar
