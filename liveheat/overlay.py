@@ -50,7 +50,7 @@ _pool_lock = threading.Lock()
 
 
 def _choose(value: str, valid, what: str) -> str:
-    """Check a word against a closed vocabulary; the error names close matches and all valid words."""
+    """Check a word against a closed vocabulary; the error names close and valid words."""
     if isinstance(value, str) and value.lower() in valid:
         return value.lower()
     close = difflib.get_close_matches(str(value).lower(), list(valid), n=3, cutoff=0.5)
@@ -59,7 +59,7 @@ def _choose(value: str, valid, what: str) -> str:
 
 
 # ---------------------------------------------------------------- colormaps
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin_lut(cmap_id: int) -> np.ndarray:
     ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
     lut = cv2.applyColorMap(ramp, cmap_id)
@@ -400,8 +400,9 @@ def colorbar(
     height = int(height)
     scale = max(0.35, min(1.0, height / 600))
     labels = [_fmt(v) for v in (vmax, vmin) if v is not None]
-    text_w = max((cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for s in labels),
-                 default=0)
+    text_w = max(
+        (cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for s in labels), default=0
+    )
     bar_w = max(8, height // 24)
     pad = max(4, bar_w // 2)
     width = width or (pad + bar_w + pad + text_w + pad)
@@ -411,11 +412,27 @@ def colorbar(
     x = pad + bar_w + pad
     th = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1]
     if vmax is not None:
-        cv2.putText(img, _fmt(vmax), (x, th + pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            _fmt(vmax),
+            (x, th + pad),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     if vmin is not None:
-        cv2.putText(img, _fmt(vmin), (x, height - pad), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            _fmt(vmin),
+            (x, height - pad),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -440,8 +457,10 @@ def panels(frame, heat, *, colorbar: bool = True, **overlay_kwargs) -> np.ndarra
         cmap = _GRAY_LUT.reshape(256, 3)
     keys = ("norm", "vmin", "vmax", "percentile", "interpolation")
     heat_img = colorize(
-        heat, colormap=cmap, size=(width, height), **{k: overlay_kwargs[k] for k in keys
-                                                      if k in overlay_kwargs}
+        heat,
+        colormap=cmap,
+        size=(width, height),
+        **{k: overlay_kwargs[k] for k in keys if k in overlay_kwargs},
     )
     parts = [bgr, heat_img, overlay(bgr, heat, **overlay_kwargs)]
     if colorbar:

@@ -12,8 +12,16 @@ from hypothesis.extra import numpy as hnp
 import liveheat
 from liveheat.overlay import COLORMAPS, MODES, NORMS, resolve_colormap
 
-HEAT_DTYPES = [np.bool_, np.uint8, np.uint16, np.int32, np.int64, np.float16, np.float32,
-               np.float64]
+HEAT_DTYPES = [
+    np.bool_,
+    np.uint8,
+    np.uint16,
+    np.int32,
+    np.int64,
+    np.float16,
+    np.float32,
+    np.float64,
+]
 
 
 def ref_normalize(heat: np.ndarray, norm: str, vmin=None, vmax=None, p=1.0):
@@ -40,8 +48,19 @@ def ref_normalize(heat: np.ndarray, norm: str, vmin=None, vmax=None, p=1.0):
     return out, True
 
 
-def ref_overlay(frame, heat, *, alpha, mode, colormap="jet", norm="minmax", threshold=None,
-                vmin=None, vmax=None, tie=0.0):
+def ref_overlay(
+    frame,
+    heat,
+    *,
+    alpha,
+    mode,
+    colormap="jet",
+    norm="minmax",
+    threshold=None,
+    vmin=None,
+    vmax=None,
+    tie=0.0,
+):
     """The obvious float64 formula, pixel by pixel (what the fast path must agree with).
 
     ``tie`` nudges the rounding of the heat index, to accept either side of an exact .5 tie
@@ -134,9 +153,13 @@ PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 @PROP
-@given(frame=frames, heat=heats(), mode=st.sampled_from(MODES),
-       norm=st.sampled_from(["minmax", "percentile", "sigmoid", "none"]),
-       alpha=st.floats(0, 1))
+@given(
+    frame=frames,
+    heat=heats(),
+    mode=st.sampled_from(MODES),
+    norm=st.sampled_from(["minmax", "percentile", "sigmoid", "none"]),
+    alpha=st.floats(0, 1),
+)
 def test_output_shape_and_dtype(frame, heat, mode, norm, alpha):
     out = liveheat.overlay(frame, heat, mode=mode, norm=norm, alpha=alpha)
     expect = (*frame.shape[:2], 4 if frame.ndim == 3 and frame.shape[2] == 4 else 3)
@@ -154,9 +177,11 @@ def test_alpha_zero_returns_frame_exactly(frame, heat, mode, norm):
 
 
 @PROP
-@given(frame=hnp.arrays(np.uint8, st.tuples(st.integers(2, 40), st.integers(2, 40),
-                                             st.just(3))),
-       heat=heats(), alpha=st.floats(0.05, 1))
+@given(
+    frame=hnp.arrays(np.uint8, st.tuples(st.integers(2, 40), st.integers(2, 40), st.just(3))),
+    heat=heats(),
+    alpha=st.floats(0.05, 1),
+)
 def test_transparent_zero_heat_pixel_equals_frame(frame, heat, alpha):
     out = liveheat.overlay(frame, heat, mode="transparent", alpha=alpha, interpolation="nearest")
     n = liveheat.normalize(heat)
@@ -166,9 +191,10 @@ def test_transparent_zero_heat_pixel_equals_frame(frame, heat, alpha):
 
 
 @PROP
-@given(frame=hnp.arrays(np.uint8, st.tuples(st.integers(2, 40), st.integers(2, 40),
-                                             st.just(3))),
-       heat=heats())
+@given(
+    frame=hnp.arrays(np.uint8, st.tuples(st.integers(2, 40), st.integers(2, 40), st.just(3))),
+    heat=heats(),
+)
 def test_mask_max_heat_is_frame_and_zero_heat_is_black(frame, heat):
     out = liveheat.overlay(frame, heat, mode="mask", alpha=1.0, interpolation="nearest")
     n = liveheat.normalize(heat)
@@ -181,9 +207,11 @@ def test_mask_max_heat_is_frame_and_zero_heat_is_black(frame, heat):
 
 
 @PROP
-@given(frame=hnp.arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40),
-                                             st.just(3))),
-       heat=heats(), cmap=st.sampled_from(sorted(COLORMAPS)))
+@given(
+    frame=hnp.arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3))),
+    heat=heats(),
+    cmap=st.sampled_from(sorted(COLORMAPS)),
+)
 def test_color_with_alpha_one_equals_colorize(frame, heat, cmap):
     out = liveheat.overlay(frame, heat, mode="color", alpha=1.0, colormap=cmap)
     if liveheat.normalize(heat).max() == 0:  # nothing to draw
@@ -194,23 +222,28 @@ def test_color_with_alpha_one_equals_colorize(frame, heat, cmap):
 
 
 @PROP
-@given(frame=hnp.arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40),
-                                             st.just(3))),
-       heat=heats(), mode=st.sampled_from(MODES), alpha=st.floats(0, 1),
-       threshold=st.one_of(st.none(), st.floats(0, 1)),
-       norm=st.sampled_from(["minmax", "percentile", "sigmoid", "none"]))
-def test_agrees_with_float64_reference_within_one_level(frame, heat, mode, alpha, threshold,
-                                                        norm):
+@given(
+    frame=hnp.arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3))),
+    heat=heats(),
+    mode=st.sampled_from(MODES),
+    alpha=st.floats(0, 1),
+    threshold=st.one_of(st.none(), st.floats(0, 1)),
+    norm=st.sampled_from(["minmax", "percentile", "sigmoid", "none"]),
+)
+def test_agrees_with_float64_reference_within_one_level(frame, heat, mode, alpha, threshold, norm):
     out = liveheat.overlay(frame, heat, mode=mode, alpha=alpha, threshold=threshold, norm=norm)
     if norm == "percentile":  # reference percentile on float64 may pick another value: skip
         return
-    assert_close_to_reference(out, frame, heat, alpha=alpha, mode=mode, threshold=threshold,
-                              norm=norm)
+    assert_close_to_reference(
+        out, frame, heat, alpha=alpha, mode=mode, threshold=threshold, norm=norm
+    )
 
 
 def assert_close_to_reference(out, frame, heat, **kw):
-    diffs = [np.abs(out.astype(int) - ref_overlay(frame, heat, tie=tie, **kw).astype(int))
-             for tie in (-1e-3, 1e-3)]
+    diffs = [
+        np.abs(out.astype(int) - ref_overlay(frame, heat, tie=tie, **kw).astype(int))
+        for tie in (-1e-3, 1e-3)
+    ]
     assert np.minimum(*diffs).max() <= 1
 
 
@@ -220,10 +253,12 @@ def test_large_frames_banded_path_agrees_with_reference(size, mode):
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     heat = rng.random((7, 7))
-    out = liveheat.overlay(frame, heat, mode=mode, alpha=0.7, threshold=0.3 if mode == "gray"
-                           else None)
-    assert_close_to_reference(out, frame, heat, alpha=0.7, mode=mode,
-                              threshold=0.3 if mode == "gray" else None)
+    out = liveheat.overlay(
+        frame, heat, mode=mode, alpha=0.7, threshold=0.3 if mode == "gray" else None
+    )
+    assert_close_to_reference(
+        out, frame, heat, alpha=0.7, mode=mode, threshold=0.3 if mode == "gray" else None
+    )
 
 
 # ---------------------------------------------------------------- edge cases
@@ -242,8 +277,7 @@ def test_nan_and_inf_count_as_no_heat_and_never_spread():
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("heat", [np.full((5, 5), 3.0), np.full((5, 5), np.nan),
-                                  np.zeros((1, 1))])
+@pytest.mark.parametrize("heat", [np.full((5, 5), 3.0), np.full((5, 5), np.nan), np.zeros((1, 1))])
 def test_constant_or_all_nan_map_leaves_frame_unchanged_without_warnings(mode, heat, recwarn):
     frame = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     out = liveheat.overlay(frame, heat, mode=mode, alpha=0.8)
