@@ -40,9 +40,263 @@ def _add_drawing_flags(p) -> None:
 
 
 def _cmd_image(args) -> int:
-    from liveheat.image_cmd import run_image
+    import liveheat
 
-    return run_image(args)
+    frame = read_image(args.input)
+    if args.heat:
+        heat = read_map(args.heat)
+    else:
+        heat = _image_heat_from_model(args, frame)
+    kw = dict(alpha=args.alpha, colormap=args.colormap, mode=args.mode, norm=args.norm,
+              threshold=args.threshold)
+    try:
+        out = liveheat.panels(frame, heat, **kw) if args.panels else liveheat.overlay(
+            frame, heat, **kw)
+    except ValueError as e:
+        raise LiveheatError(str(e)) from None
+    write_image(args.output, out)
+    print(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})")
+    return 0
+
+
+def _image_heat_from_model(args, frame):
+    raise LiveheatError("no --heat MAP given (.npy, .npz or a grey image)")
+
+
+def read_image(path: str):
+    """Read any image OpenCV reads, unchanged (grey, BGR, BGRA, 16-bit); LiveheatError if not."""
+    import cv2
+
+    if not os.path.isfile(path):
+        raise LiveheatError(f"cannot read image {path!r}: no such file")
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise LiveheatError(f"cannot read image {path!r}: not an image OpenCV can decode")
+    return img
+
+
+def read_map(path: str):
+    """A heatmap from .npy, .npz (one array) or an image read as grey; LiveheatError if not."""
+    import cv2
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise LiveheatError(f"cannot read map {path!r}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            heat = np.load(path, allow_pickle=False)
+        elif ext == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if len(z.files) != 1:
+                    raise LiveheatError(
+                        f"map {path!r} holds {len(z.files)} arrays ({', '.join(z.files)}); "
+                        "expected exactly one"
+                    )
+                heat = z[z.files[0]]
+        else:
+            heat = cv2.imread(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+            if heat is None:
+                raise LiveheatError(f"cannot read map {path!r}: not .npy, .npz or an image")
+    except (ValueError, OSError, EOFError) as e:
+        raise LiveheatError(f"cannot read map {path!r}: {e}") from None
+    heat = np.asarray(heat)
+    if heat.ndim == 3 and 1 in (heat.shape[0], heat.shape[2]):
+        heat = heat.reshape(heat.shape[1:] if heat.shape[0] == 1 else heat.shape[:2])
+    if heat.ndim != 2:
+        raise LiveheatError(f"map {path!r} has shape {heat.shape}; expected a 2D map (h, w)")
+    return heat
+
+
+def write_image(path: str, image) -> None:
+    """Write atomically: a temporary file beside OUT, renamed on success; nothing left on error."""
+    import cv2
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise LiveheatError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    base, ext = os.path.splitext(os.path.basename(path))
+    if not cv2.haveImageWriter(path):
+        raise LiveheatError(f"cannot write {path!r}: unknown image extension {ext!r}; "
+                            "use .png, .jpg, .bmp, .tiff or .webp")
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{ext}")
+    try:
+        ok = cv2.imwrite(tmp, image)
+        if not ok:
+            raise LiveheatError(f"cannot write {path!r}: OpenCV could not write the file")
+        os.replace(tmp, path)
+    except (cv2.error, OSError) as e:
+        raise LiveheatError(f"cannot write {path!r}: {str(e).strip().splitlines()[-1]}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ---------------------------------------------------------------- run / demo (video)
+_EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, file finalised
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        help="annotate a camera, video file, image folder or stream URL",
+        description="Annotate a source live or recorded. Ctrl-C or SIGTERM finalises the output "
+        "file (every frame processed so far), prints the summary and exits 130 / 143.",
+    )
+    p.add_argument("source", metavar="SOURCE", help="camera index (0), video file, folder, URL")
+    p.add_argument("-o", "--output", metavar="OUT", help="video file: .mp4 .avi .webm .mkv")
+    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
+    _add_model_flags(p)
+    _add_drawing_flags(p)
+    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="infer on every Nth frame")
+    p.add_argument("--max-fps", type=float, default=None, help="read at most this many fps")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
+    p.add_argument("--dump-maps", metavar="MAPS.npz", help="save the raw heatmaps (npz)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_model_flags(p) -> None:
+    p.add_argument("--model", default=None, help="bundled fp32 (default), 'int8', or an .onnx")
+    p.add_argument("--layer", default=None, help="feature map to explain (liveheat layers)")
+    p.add_argument("--method", default="cam", help="cam | eigen | mean | max | norm | channel:K")
+    p.add_argument("--target", default=None, help="class index or name (default: top-1)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
+    p.add_argument("--input-size", type=int, default=None, help="inference side (x32)")
+
+
+def _run_settings(args):
+    from liveheat.settings import Settings
+
+    return Settings(
+        model=args.model,
+        layer=args.layer,
+        method=args.method,
+        target=args.target,
+        input_size=args.input_size,
+        threads=args.threads,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        mode=args.mode,
+        norm=args.norm,
+        threshold=args.threshold,
+        panels=args.panels,
+        hud=not args.no_hud,
+        smooth=args.smooth,
+        every=args.every,
+        max_fps=args.max_fps,
+        show=not args.no_show,
+        output=args.output,
+        dump_maps=args.dump_maps,
+    )
+
+
+def _cmd_run(args) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise LiveheatError(f"--max-frames must be >= 1, got {args.max_frames}")
+    return _run_video(args.source, _run_settings(args), max_frames=args.max_frames)
+
+
+def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
+    """Open the source, check everything, then outputs, run, summary; the exit status."""
+    import contextlib
+
+    from liveheat.backbone import Backbone
+    from liveheat.outputs import Controls, VideoSink, Window, display_available
+    from liveheat.pipeline import Runner, preflight
+    from liveheat.sources import open_source
+
+    show = False
+    if settings.show:
+        show, reason = display_available()
+        if not show:
+            if not (settings.output or settings.dump_maps or extra_outputs):
+                raise LiveheatError(
+                    f"no display ({reason}) and no output; add -o OUT.mp4 to write a video"
+                )
+            print(f"liveheat: no display ({reason}); not showing a window", file=sys.stderr)
+    elif not (settings.output or settings.dump_maps or extra_outputs):
+        raise LiveheatError("--no-show and no output: nothing to do; add -o OUT.mp4")
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open_source(spec))
+        backbone = Backbone(
+            settings.model,
+            layer=settings.layer,
+            threads=settings.threads,
+            input_size=settings.input_size,
+            spinning=False,
+        )
+        size = preflight(settings, backbone, frame_size=tuple(source.size))
+        outputs = list(extra_outputs)
+        if settings.output:
+            fps = source.fps or 25.0
+            outputs.append(stack.enter_context(VideoSink(settings.output, fps=fps, size=size)))
+        if show:
+            window = Window(settings, controls=Controls(settings))
+            outputs.append(stack.enter_context(window))
+        runner = Runner(source, settings, outputs=outputs, backbone=backbone)
+        with _stop_on_signals(runner) as caught:
+            stats = runner.run()
+        stack.close()  # finalise the file before the summary names it
+        print(stats.summary(settings.output))
+        if caught:
+            return _EXIT_SIGNAL.get(caught[0], 1)
+        error = stats.snapshot()["error"]
+        if error:
+            raise LiveheatError(
+                f"{source.name}: {error}; the {stats.frames_out} frames before it were processed"
+            )
+    return 0
+
+
+class _stop_on_signals:  # noqa: N801 - used as a context manager
+    """SIGINT/SIGTERM stop the runner cleanly (a second Ctrl-C aborts at once)."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.caught: list[int] = []
+        self.old: dict = {}
+
+    def _handler(self, signum, _frame) -> None:
+        if self.caught and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.caught.append(signum)
+        self.runner.stop()
+
+    def __enter__(self) -> list[int]:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in _EXIT_SIGNAL:
+                self.old[s] = signal.signal(s, self._handler)
+        return self.caught
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="annotate the bundled clip with the bundled model",
+        description="Annotate the bundled Big Buck Bunny clip (c) Blender Foundation, CC-BY 3.0, "
+        "show it when a display exists, write liveheat-demo.mp4 and print a summary.",
+    )
+    p.add_argument("-o", "--output", default="liveheat-demo.mp4", metavar="OUT")
+    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from liveheat.settings import Settings
+
+    clip = Path(__file__).resolve().parent / "data" / "bigbuckbunny.mp4"
+    settings = Settings(output=args.output, show=not args.no_show)
+    return _run_video(str(clip), settings)
 
 
 # ---------------------------------------------------------------- entry point
@@ -50,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liveheat", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_image(sub)
+    _add_run(sub)
+    _add_demo(sub)
     return parser
 
 
