@@ -1,0 +1,833 @@
+"""The video runner: capture, inference, rendering and outputs overlap in threads.
+
+Bounded queues between the rooms, one `RunStats`, and a clean shutdown from any thread or signal.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from queue import Empty, Full, Queue
+from typing import Any
+
+import numpy as np
+
+from liveheat.errors import LiveheatError
+from liveheat.settings import Settings
+
+# queue depths: recorded runs want throughput (absorb decode/encode jitter); live runs want
+# the newest frame, so at most one frame waits between two stages
+_DEPTH_RECORDED = 6
+_DEPTH_LIVE = 1
+_POLL = 0.05  # seconds: how often a waiting stage looks at the stop flag
+_REPEAT_PERIOD = 1 / 30  # while paused, the last frame is re-rendered this often (keys, live edits)
+_LATENCY_WINDOW = 10_000  # latencies kept for p50/p95 (about 5 minutes at 30 fps)
+_RATE_WINDOW = 64  # events kept for the fps figures (about 2 s at 30 fps)
+
+_END = None  # the sentinel that ends a queue
+
+
+@dataclass(slots=True)
+class _Job:
+    """One frame on its way through the stages."""
+
+    frame: Any  # liveheat.sources.Frame
+    t_cap: float  # time.monotonic() when the frame was captured
+    seq: int  # position in this run (0, 1, 2, ... whatever the source's indices)
+    features: Any = None  # Features used for this frame's map (None: none yet)
+    feat_index: int = -1  # source index of the frame those features came from
+    feat_t: float = 0.0  # capture time of that frame
+
+
+class RunStats:
+    """Counters and rates of one run; thread-safe. `snapshot()` gives a plain dict.
+
+    Examples:
+        >>> stats = RunStats()
+        >>> stats.snapshot()["frames_out"]
+        0
+    """
+
+    KEYS = (
+        "frames_in",
+        "frames_out",
+        "frames_inferred",
+        "dropped",
+        "capture_fps",
+        "infer_fps",
+        "output_fps",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "heat_age_ms",
+        "top_class",
+        "top_score",
+        "uptime_s",
+        "error",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.frames_inferred = 0
+        self.dropped_pipeline = 0  # live frames the runner replaced by newer ones
+        self.dropped_source = 0  # stale frames the source dropped (copied from Source.dropped)
+        self.heat_age_ms: float | None = None
+        self.top_class: str | None = None
+        self.top_score: float | None = None
+        self.error: str | None = None
+        self._t_cap: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
+        self._t_inf: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
+        self._t_out: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
+        self._lat: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        self._lat_recent: collections.deque[float] = collections.deque(maxlen=31)
+        self._t0: float | None = None
+        self._t1: float | None = None
+
+    # -- updates (called by the stages)
+    def _start(self) -> None:
+        with self._lock:
+            self._t0 = time.monotonic()
+            self._t1 = None
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._t1 = time.monotonic()
+
+    def _captured(self, t: float) -> None:
+        with self._lock:
+            self.frames_in += 1
+            self._t_cap.append(t)
+
+    def _inferred(self, t: float, features: Any) -> None:
+        top = _top1(features)
+        with self._lock:
+            self.frames_inferred += 1
+            self._t_inf.append(t)
+            if top is not None:
+                self.top_class, self.top_score = top
+
+    def _written(self, t: float, t_cap: float) -> None:
+        with self._lock:
+            self.frames_out += 1
+            self._t_out.append(t)
+            ms = (t - t_cap) * 1000.0
+            self._lat.append(ms)
+            self._lat_recent.append(ms)
+
+    # -- reading
+    @property
+    def dropped(self) -> int:
+        """Frames skipped in a live run (by the source and by the runner)."""
+        return self.dropped_source + self.dropped_pipeline
+
+    def recent(self) -> tuple[float, float, float]:
+        """(output fps, inference fps, median latency ms) over the last couple of seconds."""
+        with self._lock:
+            lat = sorted(self._lat_recent)
+            return (
+                _rate(self._t_out),
+                _rate(self._t_inf),
+                lat[len(lat) // 2] if lat else 0.0,
+            )
+
+    def snapshot(self) -> dict:
+        """A consistent dict of every figure (keys in `RunStats.KEYS`).
+
+        fps figures are recent rates (last ~2 s); latency is capture -> output written.
+
+        Examples:
+            >>> sorted(RunStats().snapshot()) == sorted(RunStats.KEYS)
+            True
+        """
+        with self._lock:
+            lat = np.fromiter(self._lat, dtype=np.float64, count=len(self._lat))
+            if self._t0 is None:
+                uptime = 0.0
+            else:
+                uptime = (self._t1 if self._t1 is not None else time.monotonic()) - self._t0
+            return {
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "frames_inferred": self.frames_inferred,
+                "dropped": self.dropped_source + self.dropped_pipeline,
+                "capture_fps": _rate(self._t_cap),
+                "infer_fps": _rate(self._t_inf),
+                "output_fps": _rate(self._t_out),
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
+                "heat_age_ms": self.heat_age_ms,
+                "top_class": self.top_class,
+                "top_score": self.top_score,
+                "uptime_s": uptime,
+                "error": self.error,
+            }
+
+    def summary(self, output: str | os.PathLike | None = None) -> str:
+        """One line for the end of a run: frames in and out, fps, latency, output path.
+
+        Examples:
+            >>> RunStats().summary("out.mp4")
+            'liveheat: 0 frames in, 0 out, 0 inferred, 0.0 fps; wrote out.mp4'
+        """
+        s = self.snapshot()
+        fps = s["frames_out"] / s["uptime_s"] if s["uptime_s"] > 0 else 0.0
+        parts = [
+            f"liveheat: {s['frames_in']} frames in, {s['frames_out']} out, "
+            f"{s['frames_inferred']} inferred, {fps:.1f} fps"
+        ]
+        if s["latency_ms_p50"] is not None:
+            parts.append(
+                f"latency p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms"
+            )
+        if s["dropped"]:
+            parts.append(f"{s['dropped']} dropped")
+        line = ", ".join(parts)
+        if output is not None:
+            line += f"; wrote {os.fspath(output)}"
+        return line
+
+
+def _rate(times: collections.deque) -> float:
+    if len(times) < 2:
+        return 0.0
+    span = times[-1] - times[0]
+    return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def _top1(features: Any) -> tuple[str, float] | None:
+    try:
+        top = features.top(1)
+    except Exception:  # a model without logits has no classes
+        return None
+    if not top:
+        return None
+    _, name, prob = top[0]
+    return str(name), float(prob)
+
+
+class _Latest:
+    """A one-slot mailbox: `put` replaces, `wait_newer` blocks until something newer arrives."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: _Job | None = None
+        self._closed = False
+
+    def put(self, item: _Job) -> None:
+        with self._cond:
+            self._item = item
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_newer(self, seq: int, timeout: float) -> tuple[_Job | None, bool]:
+        """(newest job with .seq > seq or None on timeout, closed)."""
+        with self._cond:
+            if self._item is None or self._item.seq <= seq:
+                self._cond.wait(timeout)
+            item = self._item if self._item is not None and self._item.seq > seq else None
+            return item, self._closed
+
+
+def _records(out: Any) -> bool:
+    """True for outputs that record every frame (a file): they never get paused repeats."""
+    return hasattr(out, "frames_written")
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Letterbox `image` into (W, H) (a fixed-size recorder after the panels view was toggled)."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return image
+    import cv2
+
+    scale = min(w / iw, h / ih)
+    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - nh) // 2, (w - nw) // 2
+    canvas[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def _parse_target(target: str | int | None) -> str | int | None:
+    if isinstance(target, str) and target.strip().lstrip("-").isdigit():
+        return int(target)
+    return target
+
+
+def _drawing_kwargs(snap: Settings) -> dict:
+    return {
+        "alpha": snap.alpha,
+        "colormap": snap.colormap,
+        "mode": snap.mode,
+        "norm": snap.norm,
+        "threshold": snap.threshold,
+    }
+
+
+def preflight(
+    settings: Settings, backbone: Any = None, *, frame_size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Check every setting before a single frame is read or a file is created.
+
+    Runs the drawing with the settings on a tiny blank frame and, given a backbone, one
+    heatmap on a blank frame, so a bad method, target, colormap, mode or norm fails here
+    with the owning module's message. Returns the size (W, H) of the rendered image for a
+    frame of `frame_size` (wider with `panels`).
+
+    Examples:
+        >>> from liveheat.settings import Settings
+        >>> preflight(Settings(), frame_size=(640, 360))
+        (640, 360)
+    """
+    from liveheat.overlay import overlay, panels
+
+    every = settings.every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise LiveheatError(f"every must be a whole number >= 1, got {every!r}; try --every 2")
+    if not (0.0 <= float(settings.smooth) < 1.0):
+        raise LiveheatError(
+            f"smooth must be in [0, 1) (0 = off, 0.8 = strong), got {settings.smooth!r}"
+        )
+    if settings.max_fps is not None and not (float(settings.max_fps) > 0):
+        raise LiveheatError(f"max_fps must be > 0, got {settings.max_fps!r}; try --max-fps 15")
+    if not (0.0 <= float(settings.alpha) <= 1.0):
+        raise LiveheatError(f"alpha must be in [0, 1], got {settings.alpha!r}; try --alpha 0.5")
+
+    w, h = frame_size or (64, 48)
+    frame = np.zeros((h, w, 3), np.uint8)
+    heat = np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7)
+    kw = _drawing_kwargs(settings)
+    if settings.norm == "fixed":
+        kw.update(vmin=0.0, vmax=1.0)
+    if backbone is not None:
+        from liveheat.heatmaps import heatmap
+
+        feats = backbone(np.full((h, w, 3), 127, np.uint8))
+        heat = heatmap(feats, method=settings.method, target=_parse_target(settings.target))
+    image = (panels if settings.panels else overlay)(frame, heat, **kw)
+    return int(image.shape[1]), int(image.shape[0])
+
+
+class Runner:
+    """Annotate a source: capture, inference, rendering and outputs overlap in threads.
+
+    Recorded sources (files, folders): every frame in order, output frame i carries the
+    heatmap of input frame i (with `settings.every = N` the map of the last inferred frame).
+    Live sources (camera, URL): every captured frame is rendered with the newest heatmap;
+    inference runs on the newest frame as fast as it can and never holds the display back.
+
+    The outputs run on the thread that calls `run()` (a window needs the main thread); each
+    has `write(image, frame)`. The runner never closes the source or the outputs (the caller
+    owns them) but writes `settings.dump_maps` itself. It stops at the end of the source, on
+    `stop()` (thread-safe, fine from a signal handler), when an output's `stop_requested`
+    turns true, after `max_frames` outputs, or on the first error in any stage, which
+    `run()` re-raises after every thread has been joined.
+
+    Examples:
+        >>> from liveheat.sources import open_source
+        >>> from liveheat.outputs import VideoSink
+        >>> with open_source("clip.mp4") as src, VideoSink(
+        ...     "out.mp4", fps=src.fps, size=src.size) as sink:  # doctest: +SKIP
+        ...     stats = Runner(src, Settings(method="eigen"), outputs=[sink]).run()
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        settings: Settings | None = None,
+        *,
+        outputs: Sequence[Any] | Iterable[Any] = (),
+        backbone: Any = None,
+        progress: bool | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings if settings is not None else Settings()
+        self.outputs = list(outputs)
+        self.backbone = backbone
+        self.live = bool(getattr(source, "live", False))
+        self.progress = (not self.live and sys.stderr.isatty()) if progress is None else progress
+        self.max_frames = max_frames
+        self.stats = RunStats()
+        self._stopping = False  # a plain flag: safe to set from a signal handler
+        self._error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._newest: _Job | None = None  # live: the newest inferred job
+        self._maps: list[np.ndarray] = []
+        self._map_index: list[int] = []
+        # render cache: the map is recomputed only when features, method, target or smoothing change
+        self._c_feats: Any = None
+        self._c_key: tuple | None = None
+        self._c_heat: np.ndarray | None = None
+        self._c_raw_range: tuple[float, float] = (0.0, 1.0)
+        self._smoother: Any = None
+        self._smoother_key: tuple | None = None
+        self._ran = False
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Ask every stage to finish (thread-safe and signal-safe); `run()` then returns."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested (or an error stopped the run)."""
+        return self._stopping
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = exc
+        self._stopping = True
+
+    # ------------------------------------------------------------------ queue helpers
+    def _put(self, q: Queue, item: Any) -> bool:
+        while not self._stopping:
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except Full:
+                continue
+        return False
+
+    def _put_end(self, q: Queue) -> None:
+        # the sentinel must get through unless the run is stopping anyway
+        self._put(q, _END)
+
+    def _put_newest(self, q: Queue, item: Any) -> None:
+        """Live: never wait; replace a frame nobody took yet by the newer one."""
+        while True:
+            try:
+                q.put_nowait(item)
+                return
+            except Full:
+                try:
+                    old = q.get_nowait()
+                except Empty:
+                    continue
+                if old is not _END:
+                    self.stats.dropped_pipeline += 1  # only this thread writes it
+
+    def _get(self, q: Queue) -> tuple[bool, Any]:
+        """(True, item) or (False, None) when stopping."""
+        while not self._stopping:
+            try:
+                return True, q.get(timeout=_POLL)
+            except Empty:
+                continue
+        return False, None
+
+    def _pace(self, t_next: float) -> float:
+        """Sleep until t_next (stop-aware) following settings.max_fps; return the next deadline."""
+        max_fps = self.settings.max_fps
+        if not max_fps:
+            return 0.0
+        now = time.monotonic()
+        while now < t_next and not self._stopping:
+            time.sleep(min(_POLL, t_next - now))
+            now = time.monotonic()
+        return max(t_next, now - 1.0 / max_fps) + 1.0 / max_fps
+
+    def _wait_unpaused(self) -> None:
+        while self.settings.paused and not self._stopping:
+            time.sleep(_POLL)
+
+    # ------------------------------------------------------------------ stages
+    def _capture(self, q_next: Queue, latest: _Latest | None) -> None:
+        try:
+            t_next = 0.0
+            seq = 0
+            while not self._stopping:
+                if self.max_frames is not None and seq >= self.max_frames:
+                    break
+                t_next = self._pace(t_next)
+                frame = self.source.read()
+                if frame is None:
+                    break
+                now = time.monotonic()
+                # live frames carry their capture time; recorded ones their source time
+                t_cap = float(frame.timestamp) if self.live else now
+                if self.live and not (now - 5.0 < t_cap <= now + 0.01):
+                    t_cap = now  # a source whose clock is not time.monotonic()
+                self.stats._captured(now)
+                job = _Job(frame=frame, t_cap=t_cap, seq=seq)
+                seq += 1
+                if latest is not None:
+                    latest.put(job)
+                    self._put_newest(q_next, job)
+                elif not self._put(q_next, job):
+                    break
+                self.stats.dropped_source = int(getattr(self.source, "dropped", 0) or 0)
+        except BaseException as e:  # noqa: BLE001 - handed to run()
+            self._fail(e)
+        finally:
+            self.stats.dropped_source = int(getattr(self.source, "dropped", 0) or 0)
+            if latest is not None:
+                latest.close()
+                self._put_newest(q_next, _END)
+            else:
+                self._put_end(q_next)
+
+    def _infer(self, features_of_job) -> Any:
+        feats = self.backbone(features_of_job.frame.image)
+        self.stats._inferred(time.monotonic(), feats)
+        return feats
+
+    def _infer_recorded(self, q_in: Queue, q_out: Queue) -> None:
+        try:
+            last: _Job | None = None
+            since = 0
+            while True:
+                ok, job = self._get(q_in)
+                if not ok or job is _END:
+                    break
+                every = max(1, int(self.settings.every or 1))
+                if last is None or since + 1 >= every:
+                    job.features = self._infer(job)
+                    job.feat_index, job.feat_t = job.frame.index, job.t_cap
+                    last, since = job, 0
+                else:
+                    job.features, job.feat_index, job.feat_t = (
+                        last.features,
+                        last.feat_index,
+                        last.feat_t,
+                    )
+                    since += 1
+                if not self._put(q_out, job):
+                    break
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+        finally:
+            self._put_end(q_out)
+
+    def _infer_live(self, latest: _Latest) -> None:
+        try:
+            seq = -1
+            while not self._stopping:
+                if self.settings.paused:
+                    self._wait_unpaused()
+                    continue
+                every = max(1, int(self.settings.every or 1))
+                job, closed = latest.wait_newer(seq + every - 1, _POLL)
+                if job is None:
+                    if closed:
+                        break
+                    continue
+                seq = job.seq
+                job.features = self._infer(job)
+                job.feat_index, job.feat_t = job.frame.index, job.t_cap
+                self._newest = job  # one reference swap: atomic
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+
+    def _render_stage(self, q_in: Queue, q_out: Queue) -> None:
+        try:
+            last: _Job | None = None
+            while not self._stopping:
+                if self.settings.paused and last is not None:
+                    # hold the picture, keep the window answering keys, apply live edits
+                    t = time.monotonic()
+                    image = self._render(last, self.settings.snapshot())
+                    if not self._put(q_out, (image, last, True)):
+                        break
+                    time.sleep(max(0.0, _REPEAT_PERIOD - (time.monotonic() - t)))
+                    continue
+                try:
+                    job = q_in.get(timeout=_POLL)
+                except Empty:
+                    continue
+                if job is _END:
+                    break
+                if self.live:
+                    newest = self._newest
+                    if newest is not None:
+                        job.features = newest.features
+                        job.feat_index, job.feat_t = newest.feat_index, newest.feat_t
+                image = self._render(job, self.settings.snapshot())
+                last = job
+                if not self._put(q_out, (image, job, False)):
+                    break
+        except BaseException as e:  # noqa: BLE001
+            self._fail(e)
+        finally:
+            self._put_end(q_out)
+
+    # ------------------------------------------------------------------ rendering
+    def _heat(self, job: _Job, snap: Settings) -> np.ndarray | None:
+        """The map for this job's features under these settings (cached between frames)."""
+        feats = job.features
+        if feats is None:
+            return None
+        from liveheat.heatmaps import TemporalSmoother, heatmap
+
+        target = _parse_target(snap.target)
+        key = (snap.method, target, float(snap.smooth))
+        if feats is self._c_feats and key == self._c_key:
+            return self._c_heat
+        new_features = feats is not self._c_feats
+        raw = heatmap(feats, method=snap.method, target=target)
+        if new_features and snap.dump_maps:
+            self._maps.append(np.asarray(raw, np.float32))
+            self._map_index.append(int(job.feat_index))
+        heat = raw
+        if snap.smooth > 0:
+            # a new target/method/factor starts a fresh smoother (the old scale means nothing)
+            if self._smoother is None or key != self._smoother_key:
+                self._smoother, self._smoother_key = TemporalSmoother(float(snap.smooth)), key
+            heat = self._smoother(raw)
+        self._c_feats, self._c_key, self._c_heat = feats, key, heat
+        self._c_raw_range = (float(np.min(heat)), float(np.max(heat))) if heat.size else (0, 1)
+        return heat
+
+    def _render(self, job: _Job, snap: Settings) -> np.ndarray:
+        from liveheat.overlay import overlay, panels
+
+        frame = job.frame.image
+        heat = self._heat(job, snap)
+        kw = _drawing_kwargs(snap)
+        lo, hi = self._c_raw_range
+        if heat is not None and snap.smooth > 0 and self._smoother is not None:
+            if snap.norm in ("minmax", "fixed"):  # a steady scale: no flicker from frame to frame
+                lo, hi = float(self._smoother.vmin), float(self._smoother.vmax)
+                kw.update(norm="fixed", vmin=lo, vmax=hi)
+        if heat is None:
+            image = frame.copy()
+        elif snap.panels:
+            image = panels(frame, heat, **kw)
+        else:
+            image = overlay(frame, heat, **kw)
+        if heat is not None:
+            age = (time.monotonic() - job.feat_t) * 1000.0
+            self.stats.heat_age_ms = age
+        if snap.hud:
+            self._draw_hud(image, job, snap, heat, lo, hi)
+        return image
+
+    def _draw_hud(self, image, job, snap, heat, lo, hi) -> None:
+        from liveheat.outputs import draw_hud
+
+        st = self.stats
+        out_fps, inf_fps, lat = st.recent()
+        lines = []
+        if heat is None:
+            lines.append("waiting for the first heatmap")
+        else:
+            if st.top_class is not None and snap.target is None:
+                lines.append(f"{st.top_class} {st.top_score:.0%}")
+            elif snap.target is not None:
+                lines.append(f"target {snap.target}")
+            layer = getattr(job.features, "layer", None) or snap.layer or ""
+            lines.append(f"{snap.method} @ {layer}" if layer else snap.method)
+        perf = f"{out_fps:.0f} fps  {lat:.0f} ms"
+        if self.live:
+            perf += f"  infer {inf_fps:.0f} fps"
+            if heat is not None and st.heat_age_ms is not None:
+                perf += f"  map age {st.heat_age_ms:.0f} ms"
+        if snap.paused:
+            perf += "  PAUSED"
+        lines.append(perf)
+        colorbar = (snap.colormap, lo, hi) if heat is not None else None
+        draw_hud(image, lines, colorbar=colorbar)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunStats:
+        """Process the source until it ends or the run is stopped; return the stats.
+
+        Blocks; the outputs are written on the calling thread. Every worker thread is joined
+        before this returns or raises. A source that ended early (truncated file, camera
+        gone) is not an exception: `stats.error` says why.
+
+        Examples:
+            >>> stats = Runner(src, Settings(), outputs=[sink]).run()  # doctest: +SKIP
+            >>> stats.snapshot()["frames_out"]  # doctest: +SKIP
+            132
+        """
+        if self._ran:
+            raise RuntimeError("a Runner runs once; make a new one")
+        self._ran = True
+        if self.backbone is None:
+            from liveheat.backbone import Backbone
+
+            s = self.settings
+            self.backbone = Backbone(
+                s.model,
+                layer=s.layer,
+                threads=s.threads,
+                input_size=s.input_size,
+                spinning=False,
+            )
+        preflight(self.settings)
+        depth = _DEPTH_LIVE if self.live else _DEPTH_RECORDED
+        q_mid: Queue = Queue(maxsize=depth)  # capture -> (infer ->) render
+        q_out: Queue = Queue(maxsize=depth)  # render -> outputs
+        if self.live:
+            latest = _Latest()
+            stages = [
+                ("capture", self._capture, (q_mid, latest)),
+                ("infer", self._infer_live, (latest,)),
+                ("render", self._render_stage, (q_mid, q_out)),
+            ]
+        else:
+            q_in: Queue = Queue(maxsize=depth)
+            stages = [
+                ("capture", self._capture, (q_in, None)),
+                ("infer", self._infer_recorded, (q_in, q_mid)),
+                ("render", self._render_stage, (q_mid, q_out)),
+            ]
+        bar = self._progress_bar()
+        self.stats._start()
+        try:
+            for name, fn, args in stages:
+                t = threading.Thread(target=fn, args=args, name=f"liveheat-{name}", daemon=True)
+                self._threads.append(t)
+                t.start()
+            self._output_stage(q_out, bar)
+        except BaseException as e:
+            self._fail(e)
+        finally:
+            self._stopping = True
+            self._join()
+            self.stats._finish()
+            if bar is not None:
+                bar.close()
+            self._save_maps()
+        source_error = getattr(self.source, "error", None)
+        if source_error and self.stats.error is None:
+            self.stats.error = str(source_error)
+        if self._error is not None:
+            if self.stats.error is None:
+                self.stats.error = str(self._error) or type(self._error).__name__
+            raise self._error
+        return self.stats
+
+    def _output_stage(self, q_out: Queue, bar: Any) -> None:
+        outputs = self.outputs
+        while True:
+            ok, item = self._get(q_out)
+            if not ok or item is _END:
+                return
+            image, job, repeat = item
+            for out in outputs:
+                if repeat and _records(out):
+                    continue
+                size = getattr(out, "size", None)
+                out.write(_fit(image, tuple(size)) if size else image, job.frame)
+            if not repeat:
+                self.stats._written(time.monotonic(), job.t_cap)
+                if bar is not None:
+                    bar.update(1)
+                if self.max_frames is not None and self.stats.frames_out >= self.max_frames:
+                    return
+            if any(getattr(out, "stop_requested", False) for out in outputs):
+                return
+
+    def _join(self) -> None:
+        deadline = time.monotonic() + 2.0
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive()]
+        if alive:
+            # a live source blocked in read(): closing it releases the capture thread
+            close = getattr(self.source, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - already shutting down
+                    pass
+            for t in alive:
+                t.join(3.0)
+
+    def _progress_bar(self) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        total = getattr(self.source, "frame_count", None)
+        if self.max_frames is not None:
+            total = min(total, self.max_frames) if total else self.max_frames
+        return tqdm(
+            total=total or None,
+            unit="frame",
+            desc="liveheat",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def _save_maps(self) -> None:
+        path = self.settings.dump_maps
+        if not path:
+            return
+        maps = self._maps
+        if maps:
+            h, w = maps[0].shape
+            import cv2
+
+            stack = np.stack(
+                [m if m.shape == (h, w) else cv2.resize(m, (w, h)) for m in maps]
+            ).astype(np.float32)
+        else:
+            stack = np.zeros((0, 0, 0), np.float32)
+        np.savez(os.fspath(path), maps=stack, frames=np.asarray(self._map_index, np.int64))
+
+
+def run_video(
+    source: Any,
+    settings: Settings | None = None,
+    *,
+    outputs: Sequence[Any] | Iterable[Any] = (),
+    backbone: Any = None,
+    progress: bool | None = None,
+    max_frames: int | None = None,
+) -> RunStats:
+    """Annotate a source with heatmaps and write every frame to `outputs`; return the stats.
+
+    `source` is a `Source` or anything `open_source` takes (a path, a camera index, a URL);
+    a source opened here is closed here. Outputs are the caller's (each has
+    `write(image, frame)`); `settings.output`/`settings.show` are the command line's business.
+
+    Examples:
+        >>> import liveheat
+        >>> from liveheat.outputs import VideoSink
+        >>> with VideoSink("out.mp4", fps=25, size=(1280, 720)) as sink:  # doctest: +SKIP
+        ...     stats = liveheat.run_video("liveheat/data/bigbuckbunny.mp4", outputs=[sink])
+        >>> stats.snapshot()["frames_out"]  # doctest: +SKIP
+        132
+    """
+    if hasattr(source, "read") and hasattr(source, "live"):
+        runner = Runner(
+            source,
+            settings,
+            outputs=outputs,
+            backbone=backbone,
+            progress=progress,
+            max_frames=max_frames,
+        )
+        return runner.run()
+    from liveheat.sources import open_source
+
+    with open_source(source) as src:
+        runner = Runner(
+            src,
+            settings,
+            outputs=outputs,
+            backbone=backbone,
+            progress=progress,
+            max_frames=max_frames,
+        )
+        return runner.run()
+
+
+__all__ = ["RunStats", "Runner", "preflight", "run_video"]
