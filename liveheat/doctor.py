@@ -1,0 +1,327 @@
+"""`liveheat doctor`: what this machine can read, write, run and show, as pasteable plain text.
+
+It only looks: it probes codecs in a temporary folder and cameras with a timeout, never a window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+# (extension, fourcc): the containers and codecs a video output may use, in fallback order
+CODECS: tuple[tuple[str, str], ...] = (
+    (".mp4", "mp4v"),
+    (".mp4", "avc1"),
+    (".avi", "MJPG"),
+    (".avi", "XVID"),
+    (".webm", "VP80"),
+    (".webm", "VP90"),
+    (".mkv", "X264"),
+    (".mkv", "VP80"),
+    (".mkv", "MJPG"),
+    (".mkv", "XVID"),
+)
+CAMERA_INDICES = (0, 1, 2, 3)
+
+Section = tuple[str, list[tuple[str, str]]]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence native libraries (FFmpeg, V4L) that print straight to file descriptor 2."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded, captured): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _cv2_quiet():
+    import cv2
+
+    try:
+        old = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        return lambda: cv2.utils.logging.setLogLevel(old)
+    except AttributeError:
+        return lambda: None
+
+
+def gui_backend() -> str:
+    """OpenCV's GUI backend (QT5, GTK3, WIN32, COCOA...) or "none" for a headless build.
+
+    Examples:
+        >>> isinstance(gui_backend(), str)
+        True
+    """
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "GUI":
+            value = value.strip()
+            return value if value and value.upper() != "NONE" else "none"
+    return "none"
+
+
+def probe_codecs(folder: str | os.PathLike | None = None) -> list[tuple[str, str, bool]]:
+    """Try to write (and read back) a tiny clip with every (extension, fourcc) in `CODECS`.
+
+    Returns (extension, fourcc, works) per pair. Files go to a temporary folder that is removed.
+
+    Examples:
+        >>> ("avi", "MJPG", True) in [(e[1:], c, ok) for e, c, ok in probe_codecs()]
+        True
+    """
+    import cv2
+    import numpy as np
+
+    frames = [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(5)]
+    results = []
+    restore = _cv2_quiet()
+    try:
+        with tempfile.TemporaryDirectory(prefix="liveheat-doctor-", dir=folder) as tmp:
+            for ext, fourcc in CODECS:
+                path = os.path.join(tmp, f"probe-{fourcc}{ext}")
+                works = False
+                with _quiet_stderr():
+                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (96, 64))
+                    if writer.isOpened():
+                        for f in frames:
+                            writer.write(f)
+                        writer.release()
+                        cap = cv2.VideoCapture(path)
+                        works = bool(cap.isOpened() and cap.read()[0])
+                        cap.release()
+                    else:
+                        writer.release()
+                results.append((ext, fourcc, works))
+    finally:
+        restore()
+    return results
+
+
+def probe_cameras(
+    indices=CAMERA_INDICES, *, timeout: float = 3.0
+) -> tuple[list[tuple[int, str]], str]:
+    """Open each camera index in parallel with a total `timeout`; ([(index, "WxH")], note).
+
+    On Linux without /dev/video* devices nothing is opened. A camera that hangs on open is
+    reported as not answering; its probe thread is left as a daemon.
+
+    Examples:
+        >>> found, note = probe_cameras(timeout=2.0)
+        >>> isinstance(found, list) and isinstance(note, str)
+        True
+    """
+    if sys.platform.startswith("linux"):
+        devices = sorted(str(p) for p in Path("/dev").glob("video*"))
+        if not devices:
+            return [], "no /dev/video* devices"
+        note = "devices: " + " ".join(devices)
+    else:
+        note = ""
+    import cv2
+
+    found: dict[int, str] = {}
+
+    def probe(i: int) -> None:
+        cap = cv2.VideoCapture(i)
+        try:
+            if cap.isOpened():
+                ok, image = cap.read()
+                found[i] = f"{image.shape[1]}x{image.shape[0]}" if ok else "opens, no frame"
+        finally:
+            cap.release()
+
+    restore = _cv2_quiet()
+    try:
+        threads = [threading.Thread(target=probe, args=(i,), daemon=True) for i in indices]
+        with _quiet_stderr():
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + timeout
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+        hung = [i for i, t in zip(indices, threads, strict=True) if t.is_alive()]
+    finally:
+        restore()
+    if hung:
+        note = (note + "; " if note else "") + f"no answer within {timeout:g} s: {hung}"
+    return sorted(found.items()), note
+
+
+def display_status() -> tuple[bool, str]:
+    """(ok, reason) from `outputs.display_available`, which never opens a window.
+
+    Examples:
+        >>> ok, reason = display_status()
+        >>> isinstance(ok, bool) and bool(reason)
+        True
+    """
+    try:
+        from liveheat.outputs import display_available
+    except ImportError as e:  # outputs missing or broken: say so rather than guess
+        return False, f"cannot check: {e}"
+    ok, reason = display_available()
+    return bool(ok), str(reason or ("available" if ok else "unavailable"))
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks.
+
+    Examples:
+        >>> import liveheat, pathlib
+        >>> len(sha256(pathlib.Path(liveheat.__file__)))
+        64
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _models() -> list[tuple[str, str]]:
+    try:
+        from liveheat.backbone import BUNDLED, models_dir
+    except ImportError as e:
+        return [("models", f"cannot check: {e}")]
+    folder = models_dir()
+    rows = [("folder", str(folder))]
+    names = list(BUNDLED.values())
+    if folder.is_dir():
+        names += sorted(p.name for p in folder.glob("*.onnx") if p.name not in names)
+    for name in names:
+        path = folder / name
+        variant = next((k for k, v in BUNDLED.items() if v == name), "extra")
+        if path.is_file():
+            size = path.stat().st_size
+            rows.append((f"{name} ({variant})", f"{size / 1e6:.1f} MB  sha256 {sha256(path)}"))
+        else:
+            rows.append((f"{name} ({variant})", "MISSING"))
+    return rows
+
+
+def collect(*, cameras: bool = True) -> list[Section]:
+    """Everything the report shows, as (section title, [(name, value)]) pairs.
+
+    Examples:
+        >>> dict(collect(cameras=False))["opencv"][0][0]
+        'version'
+    """
+    import cv2
+    import numpy as np
+    import onnxruntime as ort
+
+    import liveheat
+    from liveheat.config import usable_cores
+
+    sections: list[Section] = []
+    sections.append(
+        (
+            "system",
+            [
+                ("liveheat", f"{liveheat.__version__} at {Path(liveheat.__file__).parent}"),
+                ("python", f"{platform.python_version()} ({platform.python_implementation()})"),
+                ("platform", platform.platform()),
+                ("machine", platform.machine() or "?"),
+                ("cpu cores", f"{usable_cores()} usable of {os.cpu_count()}"),
+                ("numpy", np.__version__),
+            ],
+        )
+    )
+    try:
+        names = [cv2.videoio_registry.getBackendName(b) for b in cv2.videoio_registry.getBackends()]
+        backends = ", ".join(dict.fromkeys(names))
+    except (AttributeError, cv2.error):
+        backends = "?"
+    sections.append(
+        (
+            "opencv",
+            [
+                ("version", cv2.__version__),
+                ("gui backend", gui_backend()),
+                ("video backends", backends),
+                ("threads", str(cv2.getNumThreads())),
+            ],
+        )
+    )
+    codec_rows = [(f"{ext} {fourcc}", "yes" if ok else "no") for ext, fourcc, ok in probe_codecs()]
+    sections.append(("video codecs (write + read back)", codec_rows))
+    sections.append(
+        (
+            "onnxruntime",
+            [
+                ("version", ort.__version__),
+                ("device", ort.get_device()),
+                ("providers", ", ".join(ort.get_available_providers())),
+            ],
+        )
+    )
+    if cameras:
+        found, note = probe_cameras()
+        rows = [(f"camera {i}", desc) for i, desc in found] or [("cameras", "none found")]
+        if note:
+            rows.append(("note", note))
+        sections.append(("cameras (indices 0-3)", rows))
+    ok, reason = display_status()
+    sections.append(("display", [("window", f"{'yes' if ok else 'no'}: {reason}")]))
+    sections.append(("bundled models", _models()))
+    env = [
+        (k, ("set" if k == "LIVEHEAT_TOKEN" else os.environ[k]) if k in os.environ else "-")
+        for k in ("DISPLAY", "WAYLAND_DISPLAY", "LIVEHEAT_MODELS", "LIVEHEAT_TOKEN")
+    ]
+    sections.append(("environment", env))
+    return sections
+
+
+def format_report(sections: list[Section]) -> str:
+    """Plain text: one `[title]` block per section, names padded to one column.
+
+    Examples:
+        >>> print(format_report([("x", [("a", "1")])]))
+        liveheat doctor (paste this into a bug report)
+        <BLANKLINE>
+        [x]
+          a  1
+    """
+    lines = ["liveheat doctor (paste this into a bug report)"]
+    for title, rows in sections:
+        width = max((len(k) for k, _ in rows), default=0)
+        lines += ["", f"[{title}]"]
+        lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def run_doctor(stream=None, *, cameras: bool = True) -> int:
+    """Print the report to `stream` (stdout); always exit status 0.
+
+    Examples:
+        >>> import io
+        >>> buf = io.StringIO()
+        >>> run_doctor(buf, cameras=False)
+        0
+        >>> "[onnxruntime]" in buf.getvalue()
+        True
+    """
+    text = format_report(collect(cameras=cameras))
+    print(text, file=stream or sys.stdout)
+    return 0

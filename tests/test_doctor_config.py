@@ -1,0 +1,220 @@
+"""`liveheat doctor` reports this machine truthfully; config files and presets layer correctly.
+
+Doctor values are checked against the libraries themselves; config errors name key and file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from liveheat.backbone import BUNDLED, Backbone, models_dir
+from liveheat.cli import main
+from liveheat.config import build_settings, load_config, parse_serve, preset_values, usable_cores
+from liveheat.doctor import CODECS, probe_cameras
+from liveheat.errors import LiveheatError
+from liveheat.settings import Settings
+
+
+def _sections(text: str) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    current = None
+    for line in text.splitlines():
+        if m := re.fullmatch(r"\[(.+)\]", line):
+            current = out.setdefault(m.group(1), {})
+        elif current is not None and line.startswith("  "):
+            key, _, value = line.strip().partition("  ")
+            current[key.strip()] = value.strip()
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict[str, dict[str, str]]:
+    import os
+
+    saved = {k: os.environ.pop(k, None) for k in ("DISPLAY", "WAYLAND_DISPLAY")}
+    os.environ["LIVEHEAT_TOKEN"] = "supersecret-token"
+    try:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["doctor"]) == 0
+    finally:
+        os.environ.pop("LIVEHEAT_TOKEN", None)
+        for k, v in saved.items():
+            if v is not None:
+                os.environ[k] = v
+    text = buf.getvalue()
+    assert "supersecret-token" not in text  # a secret is never printed, only "set"
+    return _sections(text)
+
+
+# ---------------------------------------------------------------------- doctor
+def test_doctor_reports_library_versions_and_gui_backend(report):
+    assert report["opencv"]["version"] == cv2.__version__
+    gui = report["opencv"]["gui backend"]
+    assert re.search(rf"GUI:\s+{re.escape(gui)}", cv2.getBuildInformation())
+    assert report["onnxruntime"]["version"] == ort.__version__
+    assert "CPUExecutionProvider" in report["onnxruntime"]["providers"].split(", ")
+    assert report["system"]["numpy"] == np.__version__
+    assert report["system"]["cpu cores"].startswith(f"{usable_cores()} usable")
+
+
+def test_doctor_codec_table_matches_what_this_opencv_can_write(report, tmp_path):
+    codecs = report["video codecs (write + read back)"]
+    assert set(codecs) == {f"{ext} {fourcc}" for ext, fourcc in CODECS}
+    assert codecs[".avi MJPG"] == "yes" and codecs[".mp4 mp4v"] == "yes"
+    for key in (".mp4 avc1", ".webm VP80"):  # a second, independent try agrees with the report
+        ext, fourcc = key.split()
+        path = str(tmp_path / f"check{ext}")
+        w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (96, 64))
+        opened = w.isOpened()
+        if opened:
+            for i in range(5):
+                w.write(np.full((64, 96, 3), 40 * i, np.uint8))
+        w.release()
+        cap = cv2.VideoCapture(path)
+        works = opened and cap.isOpened() and cap.read()[0]
+        cap.release()
+        assert codecs[key] == ("yes" if works else "no"), key
+
+
+def test_doctor_lists_bundled_models_with_true_checksums_and_sizes(report):
+    models = report["bundled models"]
+    assert models["folder"] == str(models_dir())
+    for variant, name in BUNDLED.items():
+        path = models_dir() / name
+        value = models[f"{name} ({variant})"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert value == f"{path.stat().st_size / 1e6:.1f} MB  sha256 {digest}"
+
+
+def test_doctor_reports_no_display_and_hides_the_token(report):
+    assert report["display"]["window"].startswith("no: ")
+    assert report["environment"]["LIVEHEAT_TOKEN"] == "set"
+    assert report["environment"]["DISPLAY"] == "-"
+
+
+@pytest.mark.skipif(bool(list(Path("/dev").glob("video*"))), reason="this machine has cameras")
+def test_doctor_finds_no_camera_here_without_opening_any(report):
+    assert report["cameras (indices 0-3)"]["cameras"] == "none found"
+    assert probe_cameras(timeout=1.0) == ([], "no /dev/video* devices")
+
+
+# ---------------------------------------------------------------------- presets
+def test_edge_preset_values():
+    edge = preset_values("edge")
+    assert edge["model"] == "int8"
+    assert edge["threads"] == max(1, usable_cores() - 1)
+    assert edge["input_size"] < 224 and edge["input_size"] % 32 == 0
+    assert edge["every"] == 2 and 0 < edge["smooth"] < 1
+    with pytest.raises(LiveheatError, match=r"unknown preset 'edg'; did you mean 'edge'"):
+        preset_values("edg")
+
+
+def test_edge_preset_runs_the_int8_model_at_the_smaller_input():
+    s = build_settings(preset="edge")
+    bb = Backbone(s.model, threads=s.threads, input_size=s.input_size)
+    cap = cv2.VideoCapture(str(Path(__file__).parents[1] / "liveheat/data/bigbuckbunny.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    feats = bb(frame)
+    fp32 = Backbone(None)(frame)
+    assert feats.maps.shape[1:] != fp32.maps.shape[1:]  # a smaller input: a coarser map
+    assert feats.maps.shape[1] * 32 == s.input_size  # 160 px in -> 5x5 cells at stride 32
+    assert np.isfinite(feats.maps).all()
+
+
+# ---------------------------------------------------------------------- config files
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "liveheat.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_config_keys_with_dashes_or_underscores_and_checked_types(tmp_path):
+    p = _write(
+        tmp_path,
+        'preset = "edge"\nmax-fps = 10\nalpha = 1\ncolormap = "turbo"\npanels = true\n'
+        'serve = 8080\ntarget = 281\nmethod = "channel:12"\n',
+    )
+    cfg = load_config(p)
+    assert cfg == {
+        "preset": "edge",
+        "max_fps": 10.0,
+        "alpha": 1.0,
+        "colormap": "turbo",
+        "panels": True,
+        "serve": "8080",
+        "target": 281,
+        "method": "channel:12",
+    }
+    assert isinstance(cfg["max_fps"], float)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("xyz = 1", r"^unknown key 'xyz' in liveheat\.toml; valid: model, layer, method, "),
+        ("colourmap = 'jet'", r"unknown key 'colourmap' in liveheat\.toml; did you mean 'colo"),
+        ("alpha = 'high'", r"^alpha = 'high' in liveheat\.toml: expected a number$"),
+        ("alpha = 1.5", r"alpha = 1\.5 in liveheat\.toml: expected a number in \[0, 1\]"),
+        ("every = 1.5", r"every = 1\.5 in liveheat\.toml: expected an integer$"),
+        ("every = 0", r"expected an integer >= 1"),
+        ("panels = 'yes'", r"panels = 'yes' in liveheat\.toml: expected true/false"),
+        ("input_size = 150", r"expected a multiple of 32"),
+        ("colormap = 'jt'", r"colormap = 'jt' in liveheat\.toml: expected one of .*did you mean"),
+        ("method = 'gradcam'", r"expected one of cam, eigen, mean, max, norm or channel:K"),
+        ("serve = 'host:99999'", r"bad --serve value 'host:99999'"),
+        ("[run]\nalpha = 0.3", r"\[run\] in liveheat\.toml is a table"),
+        ("alpha = ", r"liveheat\.toml is not valid TOML"),
+        ("alpha = 0.2\nalpha-x = 1", r"unknown key 'alpha-x'"),
+        ("max_fps = 5\nmax-fps = 6", r"sets max_fps twice"),
+    ],
+)
+def test_config_errors_name_the_key_the_file_and_what_was_expected(tmp_path, text, message):
+    with pytest.raises(LiveheatError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_config_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(LiveheatError, match=r"config file '.*nope\.toml' not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_precedence_defaults_preset_config_flags(tmp_path):
+    assert build_settings().every == 1  # defaults
+    assert build_settings(preset="edge").every == 2  # < preset
+    cfg = _write(tmp_path, 'preset = "edge"\nevery = 3\nalpha = 0.7\n')
+    s = build_settings(config=cfg)  # < config (its own preset sits below its keys)
+    assert (s.every, s.model, s.alpha, s.preset) == (3, "int8", 0.7, "edge")
+    s = build_settings({"every": 4, "alpha": None}, config=cfg)  # < explicit flags
+    assert (s.every, s.alpha, s.input_size) == (4, 0.7, 160)
+    s = build_settings({"model": "x.onnx"}, config=cfg)
+    assert s.model == "x.onnx"
+    assert build_settings({"every": 1}, preset="edge").every == 1  # a flag equal to the default
+    with pytest.raises(LiveheatError, match=r"every = 0: expected an integer >= 1"):
+        build_settings({"every": 0})
+
+
+def test_parse_serve_binds_loopback_unless_a_host_is_given():
+    assert parse_serve("8080") == ("127.0.0.1", 8080)
+    assert parse_serve(":8080") == ("127.0.0.1", 8080)
+    assert parse_serve("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_serve("[::]:9000") == ("::", 9000)
+    for bad in ("http", "80800", "host:", "-1"):
+        with pytest.raises(LiveheatError, match="expected \\[HOST:\\]PORT"):
+            parse_serve(bad)
+
+
+def test_settings_keys_are_what_a_config_may_use():
+    assert "max_fps" in Settings.keys() and "_lock" not in Settings.keys()

@@ -1,0 +1,433 @@
+"""The stream server: real clip frames, annotated with `liveheat.overlay`, served over real HTTP.
+
+A real browser (Debian's headless Chromium) must show the stream; plain clients read MJPEG.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import liveheat
+from liveheat.errors import LiveheatError
+from liveheat.serve import StreamServer, server_from_settings
+from liveheat.settings import Settings
+
+CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _load(size: tuple[int, int] | None, limit: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(CLIP))
+    frames = []
+    while len(frames) < limit:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image if size is None else cv2.resize(image, size, cv2.INTER_AREA))
+    cap.release()
+    assert frames, "bundled clip unreadable"
+    return frames
+
+
+def _annotate(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Overlay a heatmap (blurred edge energy of the frame itself) on each frame."""
+    out = []
+    for f in frames:
+        grey = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        heat = cv2.GaussianBlur(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), (0, 0), 6)
+        out.append(liveheat.overlay(f, heat, alpha=0.5, colormap="jet"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def small() -> list[np.ndarray]:
+    return _annotate(_load((320, 180), 100))
+
+
+@pytest.fixture(scope="module")
+def big() -> list[np.ndarray]:
+    return _load(None, 24)
+
+
+class Feeder:
+    """Writes frames to an output at `fps`, looping, on its own thread (a stand-in pipeline)."""
+
+    def __init__(self, out, frames, fps: float = 25.0):
+        self.out, self.frames, self.period = out, frames, 1.0 / fps
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.out.write(self.frames[self.written % len(self.frames)], None)
+            self.written += 1
+            self._stop.wait(self.period)
+
+    def __enter__(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _get(url: str, *, headers: dict | None = None, data: bytes | None = None):
+    """(status, body bytes) of one request; HTTP errors are returned, not raised."""
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _post(url: str, obj) -> tuple[int, dict]:
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    status, raw = _get(url, headers={"Content-Type": "application/json"}, data=body)
+    return status, json.loads(raw)
+
+
+class MjpegReader:
+    """A plain-socket MJPEG client: `frames(n)` returns the next n decoded JPEG frames."""
+
+    def __init__(self, port: int, path: str = "/stream", *, rcvbuf: int | None = None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        self.f = self.sock.makefile("rb")
+
+    def status(self) -> tuple[int, dict]:
+        status = int(self.f.readline().split()[1])
+        headers = {}
+        while (line := self.f.readline().strip()) != b"":
+            k, _, v = line.decode().partition(":")
+            headers[k.lower()] = v.strip()
+        return status, headers
+
+    def frames(self, n: int) -> list[np.ndarray]:
+        out = []
+        while len(out) < n:
+            line = self.f.readline()
+            assert line, "stream ended early"
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+                assert self.f.readline() == b"\r\n"
+                jpeg = self.f.read(length)
+                image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                assert image is not None, "a part did not decode as JPEG"
+                out.append(image)
+        return out
+
+    def close(self) -> None:
+        self.f.close()
+        self.sock.close()
+
+
+def _best_match(image: np.ndarray, frames: list[np.ndarray]) -> tuple[int, float]:
+    """Index of the frame most correlated with `image`, and that correlation."""
+    a = image.astype(np.float32).ravel()
+    a -= a.mean()
+    best = (-1, -1.0)
+    for i, f in enumerate(frames):
+        b = f.astype(np.float32).ravel()
+        b -= b.mean()
+        r = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+        if r > best[1]:
+            best = (i, r)
+    return best
+
+
+def _wait_for(cond, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+# ---------------------------------------------------------------------- MJPEG
+def test_client_reads_multipart_jpeg_frames_of_the_annotated_stream(small):
+    with StreamServer() as srv, Feeder(srv, small):
+        reader = MjpegReader(srv.port)
+        status, headers = reader.status()
+        got = reader.frames(12)
+        reader.close()
+    assert status == 200
+    assert headers["content-type"] == "multipart/x-mixed-replace; boundary=liveheatframe"
+    assert all(g.shape == (180, 320, 3) for g in got)
+    matches = [_best_match(g, small) for g in got]
+    assert all(r > 0.97 for _, r in matches), matches  # each part is one of the written frames
+    assert len({i for i, _ in matches}) >= 6  # and the stream moves on
+    assert srv.frames_encoded <= srv.frames_written  # never more than one encode per frame
+
+
+def test_each_frame_encoded_once_however_many_clients(small):
+    with StreamServer() as srv, Feeder(srv, small):
+        readers = [MjpegReader(srv.port) for _ in range(3)]
+        for r in readers:
+            r.status()
+            r.frames(10)
+        written, encoded = srv.frames_written, srv.frames_encoded
+        for r in readers:
+            r.close()
+    assert 10 <= encoded <= written
+
+
+def test_nothing_is_encoded_while_nobody_watches(small):
+    with StreamServer() as srv:
+        for f in small[:20]:
+            srv.write(f, None)
+        assert (srv.frames_written, srv.frames_encoded) == (20, 0)
+        status, jpeg = _get(srv.url + "snapshot.jpg")
+    assert status == 200
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert _best_match(image, small[:20])[0] == 19  # the newest frame
+    assert srv.frames_encoded == 1
+
+
+def test_stalled_client_does_not_slow_a_second_client(big):
+    # 720p frames (~150 kB as JPEG) fill a stalled client's socket buffers within a few frames
+    with StreamServer(send_timeout=1.0) as srv, Feeder(srv, big):
+        stalled = MjpegReader(srv.port, rcvbuf=4096)  # sends its request, never reads
+        assert _wait_for(lambda: srv.clients == 1)
+        second = MjpegReader(srv.port)
+        assert second.status()[0] == 200
+        before = srv.frames_written
+        got = second.frames(40)
+        during = srv.frames_written - before
+        assert len(got) == 40 and during >= 39  # the writer kept its pace meanwhile
+        assert len({_best_match(g[::8, ::8], [b[::8, ::8] for b in big])[0] for g in got}) > 10
+        # the stalled client is dropped (send timeout) while the second keeps streaming
+        assert _wait_for(lambda: srv.clients_dropped >= 1, 30)
+        assert srv.clients == 1
+        assert len(second.frames(10)) == 10
+        stalled.close()
+        second.close()
+
+
+def test_close_drops_stalled_clients_and_joins_every_thread(big):
+    baseline = threading.active_count()
+    srv = StreamServer(send_timeout=60.0)
+    with Feeder(srv, big):
+        stalled = [MjpegReader(srv.port, rcvbuf=4096) for _ in range(3)]
+        assert _wait_for(lambda: srv.clients == 3)
+        time.sleep(0.5)  # let their buffers fill: the handlers now block in send()
+        srv.close()
+    assert srv.clients == 0
+    assert threading.active_count() == baseline
+    for s in stalled:  # their connections were shut down, not left hanging
+        assert _read_to_eof(s.sock)
+        s.close()
+
+
+def _read_to_eof(sock: socket.socket) -> bool:
+    """True once the peer has closed (EOF or reset); a socket timeout fails the test."""
+    sock.settimeout(10)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_beyond_max_clients_gets_503_and_a_slot_frees_when_one_leaves(small):
+    with StreamServer(max_clients=2) as srv, Feeder(srv, small):
+        a, b = MjpegReader(srv.port), MjpegReader(srv.port)
+        assert a.status()[0] == 200 and b.status()[0] == 200
+        c = MjpegReader(srv.port)
+        status, _ = c.status()
+        assert status == 503
+        assert json.loads(c.f.read())["error"].startswith("too many viewers")
+        c.close()
+        a.close()
+        assert _wait_for(lambda: srv.clients == 1)
+        d = MjpegReader(srv.port)
+        assert d.status()[0] == 200 and len(d.frames(3)) == 3
+        b.close()
+        d.close()
+
+
+# ---------------------------------------------------------------------- access
+def test_token_is_required_on_every_route():
+    with StreamServer(token="s3cr\u00e9t") as srv:
+        srv.write(np.zeros((32, 32, 3), np.uint8))
+        for route in ("", "stream", "snapshot.jpg", "stats"):
+            assert _get(srv.url + route)[0] == 401
+            assert _get(srv.url + route + "?token=wrong")[0] == 401
+        assert _get(srv.url + "stats?token=s3cr%C3%A9t")[0] == 200
+        assert (
+            _get(
+                srv.url + "stats",
+                headers={"Authorization": "Bearer s3cr\u00e9t".encode().decode("latin-1")},
+            )[0]
+            == 200
+        )
+        assert _get(srv.url + "snapshot.jpg?token=s3cr%C3%A9t")[0] == 200
+        status, body = _post(srv.url + "settings", {"alpha": 0.1})
+        assert status == 401 and "token" in body["error"]
+
+
+def test_token_from_environment(monkeypatch):
+    monkeypatch.setenv("LIVEHEAT_TOKEN", "from-env")
+    srv = server_from_settings(Settings(serve="0"))
+    try:
+        assert _get(srv.url + "stats")[0] == 401
+        assert _get(srv.url + "stats?token=from-env")[0] == 200
+    finally:
+        srv.close()
+
+
+def _non_loopback_address() -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.123", 9))  # no packet is sent; picks the outgoing interface
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if addr.startswith("127.") else addr
+
+
+def test_default_bind_is_loopback_only():
+    addr = _non_loopback_address()
+    with StreamServer() as srv:
+        assert srv.host == "127.0.0.1" and srv._httpd.server_address[0] == "127.0.0.1"
+        assert _get(srv.url + "stats")[0] == 200
+        if addr:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((addr, srv.port), timeout=5).close()
+    with server_from_settings(Settings(serve="0")) as srv:  # `--serve PORT` is loopback too
+        assert srv._httpd.server_address[0] == "127.0.0.1"
+    if addr:  # control: an explicit wildcard host is reachable on that address
+        with StreamServer("0.0.0.0", 0) as srv:
+            socket.create_connection((addr, srv.port), timeout=5).close()
+
+
+def test_port_in_use_is_a_clear_error():
+    with StreamServer() as srv:
+        with pytest.raises(
+            LiveheatError, match=r"cannot serve on 127\.0\.0\.1:\d+: .*another port"
+        ):
+            StreamServer(port=srv.port)
+
+
+# ---------------------------------------------------------------------- stats, settings, page
+def test_stats_json_merges_runner_stats_with_server_counts(small):
+    calls = []
+
+    def stats() -> dict:
+        calls.append(1)
+        return {"output_fps": np.float64(24.5), "latency_ms_p50": 31.0, "top_class": "hare"}
+
+    settings = Settings(colormap="turbo")
+    with StreamServer(stats=stats, settings=settings) as srv, Feeder(srv, small):
+        r = MjpegReader(srv.port)
+        r.status()
+        r.frames(2)
+        status, raw = _get(srv.url + "stats")
+        r.close()
+    s = json.loads(raw)
+    assert status == 200 and calls
+    assert s["fps"] == 24.5 and s["latency_ms_p50"] == 31.0 and s["top_class"] == "hare"
+    assert s["clients"] == 1 and s["max_clients"] == 8 and s["uptime_s"] >= 0
+    assert s["settings"]["colormap"] == "turbo"
+
+
+def test_settings_post_changes_the_shared_settings_and_rejects_bad_values():
+    settings = Settings()
+    with StreamServer(settings=settings) as srv:
+        url = srv.url + "settings"
+        status, body = _post(url, {"method": "eigen", "colormap": "hot", "alpha": 0.8})
+        assert status == 200 and body["settings"]["method"] == "eigen"
+        assert (settings.method, settings.colormap, settings.alpha) == ("eigen", "hot", 0.8)
+        for bad, word in [
+            ({"alpha": 2}, "alpha"),
+            ({"colormap": "jt"}, "did you mean 'jet'"),
+            ({"method": "gradcam"}, "method"),
+            ({"alpha": "0.3"}, "alpha"),
+            ({"model": "x.onnx"}, "cannot be changed here"),
+            ({}, "JSON object"),
+            ([1, 2], "JSON object"),
+        ]:
+            status, body = _post(url, bad)
+            assert status == 400 and word in body["error"], (bad, body)
+        status, body = _post(url, b"alpha=0.3")
+        assert status == 400 and "not JSON" in body["error"]
+        # a bad key next to a good one changes nothing
+        assert _post(url, {"alpha": 0.2, "colormap": "nope"})[0] == 400
+    assert (settings.method, settings.colormap, settings.alpha) == ("eigen", "hot", 0.8)
+
+
+def test_page_has_stream_stats_and_controls():
+    with StreamServer(settings=Settings(), token="t") as srv:
+        status, html = _get(srv.url + "?token=t")
+    page = html.decode()
+    assert status == 200
+    assert 'id="stream"' in page and 'withToken("stream")' in page and 'withToken("stats")' in page
+    assert '"colormap": ["' in page and '"method": ["cam"' in page
+
+
+# ---------------------------------------------------------------------- a real browser
+def _screenshot(url: str, tmp: Path, name: str) -> np.ndarray:
+    shot = tmp / f"{name}.png"
+    cmd = [
+        "timeout", "60", CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--hide-scrollbars", f"--user-data-dir={tmp / ('profile-' + name)}",
+        "--window-size=800,600", "--virtual-time-budget=2000", f"--screenshot={shot}", url,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    image = cv2.imread(str(shot), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def _dump_dom(url: str, tmp: Path) -> str:
+    cmd = [
+        "timeout", "60", CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={tmp / 'profile-dom'}", "--virtual-time-budget=3000",
+        "--dump-dom", url,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_browser_shows_the_live_stream_changing_over_time(small, tmp_path):
+    stats = {"top_class": "hare", "latency_ms_p50": 12.0}
+    with StreamServer(token="tok", stats=lambda: stats, settings=Settings()) as srv:
+        with Feeder(srv, small):
+            url = srv.url + "?token=tok"
+            first = _screenshot(url, tmp_path, "a")
+            time.sleep(1.2)  # the feeder moves ~30 frames on
+            second = _screenshot(url, tmp_path, "b")
+            dom = _dump_dom(url, tmp_path)
+    shots = [first[:180, :320], second[:180, :320]]  # the <img> sits at the top left
+    matches = [_best_match(s, small) for s in shots]
+    assert all(r > 0.95 for _, r in matches), matches  # the page shows the stream's pixels
+    assert matches[0][0] != matches[1][0]  # ... and they change over time
+    assert float(np.abs(shots[0].astype(int) - shots[1].astype(int)).mean()) > 3
+    assert float(first[300:, :].std()) < 2  # below the stream: the plain page background
+    assert "top hare" in dom and "viewers" in dom  # the HUD line filled from /stats
+    assert "<select" in dom  # the controls were built
