@@ -211,6 +211,8 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     if settings.show:
         show, reason = display_available()
         if not show:
+            if reason.startswith("no display (") and reason.endswith(")"):
+                reason = reason[len("no display (") : -1]
             if not (settings.output or settings.dump_maps or extra_outputs):
                 raise LiveheatError(
                     f"no display ({reason}) and no output; add -o OUT.mp4 to write a video"
@@ -235,7 +237,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         if show:
             window = Window(settings, controls=Controls(settings))
             outputs.append(stack.enter_context(window))
-        runner = Runner(source, settings, outputs=outputs, backbone=backbone)
+        runner = Runner(source, settings, outputs=outputs, backbone=backbone, max_frames=max_frames)
         with _stop_on_signals(runner) as caught:
             stats = runner.run()
         stack.close()  # finalise the file before the summary names it
@@ -244,9 +246,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
             return _EXIT_SIGNAL.get(caught[0], 1)
         error = stats.snapshot()["error"]
         if error:
-            raise LiveheatError(
-                f"{source.name}: {error}; the {stats.frames_out} frames before it were processed"
-            )
+            raise LiveheatError(f"{error}; the {stats.frames_out} frames before it were processed")
     return 0
 
 
