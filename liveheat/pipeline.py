@@ -243,22 +243,6 @@ def _records(out: Any) -> bool:
     return hasattr(out, "frames_written")
 
 
-def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Letterbox `image` into (W, H) (a fixed-size recorder after the panels view was toggled)."""
-    w, h = size
-    ih, iw = image.shape[:2]
-    if (iw, ih) == (w, h):
-        return image
-    import cv2
-
-    scale = min(w / iw, h / ih)
-    nw, nh = max(1, round(iw * scale)), max(1, round(ih * scale))
-    canvas = np.zeros((h, w, 3), np.uint8)
-    y, x = (h - nh) // 2, (w - nw) // 2
-    canvas[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-    return canvas
-
-
 def _parse_target(target: str | int | None) -> str | int | None:
     if isinstance(target, str) and target.strip().lstrip("-").isdigit():
         return int(target)
@@ -315,7 +299,10 @@ def preflight(
 
         feats = backbone(np.full((h, w, 3), 127, np.uint8))
         heat = heatmap(feats, method=settings.method, target=_parse_target(settings.target))
-    image = (panels if settings.panels else overlay)(frame, heat, **kw)
+    try:
+        image = (panels if settings.panels else overlay)(frame, heat, **kw)
+    except ValueError as e:  # the drawing's own message: what was wrong, what is valid
+        raise LiveheatError(str(e)) from None
     return int(image.shape[1]), int(image.shape[0])
 
 
@@ -375,6 +362,8 @@ class Runner:
         self._smoother: Any = None
         self._smoother_key: tuple | None = None
         self._ran = False
+        self._bar: Any = None
+        self._render_lock = threading.Lock()
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -450,8 +439,8 @@ class Runner:
             t_next = 0.0
             seq = 0
             while not self._stopping:
-                if self.max_frames is not None and seq >= self.max_frames:
-                    break
+                if not self.live and self.max_frames is not None and seq >= self.max_frames:
+                    break  # recorded: nothing is dropped, so N read = N written
                 t_next = self._pace(t_next)
                 frame = self.source.read()
                 if frame is None:
@@ -534,15 +523,9 @@ class Runner:
 
     def _render_stage(self, q_in: Queue, q_out: Queue) -> None:
         try:
-            last: _Job | None = None
             while not self._stopping:
-                if self.settings.paused and last is not None:
-                    # hold the picture, keep the window answering keys, apply live edits
-                    t = time.monotonic()
-                    image = self._render(last, self.settings.snapshot())
-                    if not self._put(q_out, (image, last, True)):
-                        break
-                    time.sleep(max(0.0, _REPEAT_PERIOD - (time.monotonic() - t)))
+                if self.settings.paused:  # the output stage holds the picture meanwhile
+                    time.sleep(_POLL)
                     continue
                 try:
                     job = q_in.get(timeout=_POLL)
@@ -555,9 +538,9 @@ class Runner:
                     if newest is not None:
                         job.features = newest.features
                         job.feat_index, job.feat_t = newest.feat_index, newest.feat_t
-                image = self._render(job, self.settings.snapshot())
-                last = job
-                if not self._put(q_out, (image, job, False)):
+                with self._render_lock:
+                    image = self._render(job, self.settings.snapshot())
+                if not self._put(q_out, (image, job)):
                     break
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
@@ -635,8 +618,6 @@ class Runner:
             perf += f"  infer {inf_fps:.0f} fps"
             if heat is not None and st.heat_age_ms is not None:
                 perf += f"  map age {st.heat_age_ms:.0f} ms"
-        if snap.paused:
-            perf += "  PAUSED"
         lines.append(perf)
         colorbar = (snap.colormap, lo, hi) if heat is not None else None
         draw_hud(image, lines, colorbar=colorbar)
@@ -686,14 +667,14 @@ class Runner:
                 ("infer", self._infer_recorded, (q_in, q_mid)),
                 ("render", self._render_stage, (q_mid, q_out)),
             ]
-        bar = self._progress_bar()
+        self._bar = bar = self._progress_bar()
         self.stats._start()
         try:
             for name, fn, args in stages:
                 t = threading.Thread(target=fn, args=args, name=f"liveheat-{name}", daemon=True)
                 self._threads.append(t)
                 t.start()
-            self._output_stage(q_out, bar)
+            self._output_stage(q_out)
         except BaseException as e:
             self._fail(e)
         finally:
@@ -712,26 +693,46 @@ class Runner:
             raise self._error
         return self.stats
 
-    def _output_stage(self, q_out: Queue, bar: Any) -> None:
-        outputs = self.outputs
-        while True:
-            ok, item = self._get(q_out)
-            if not ok or item is _END:
-                return
-            image, job, repeat = item
-            for out in outputs:
-                if repeat and _records(out):
-                    continue
-                size = getattr(out, "size", None)
-                out.write(_fit(image, tuple(size)) if size else image, job.frame)
-            if not repeat:
-                self.stats._written(time.monotonic(), job.t_cap)
-                if bar is not None:
-                    bar.update(1)
-                if self.max_frames is not None and self.stats.frames_out >= self.max_frames:
+    def _output_stage(self, q_out: Queue) -> None:
+        last: _Job | None = None
+        while not self._stopping:
+            if self.settings.paused and last is not None:
+                # hold the picture: re-render it with the current settings (live edits show)
+                # for the viewers, so a window keeps answering keys; files get no repeats
+                t = time.monotonic()
+                with self._render_lock:
+                    image = self._render(last, self.settings.snapshot())
+                if self._write(image, last, repeat=True):
                     return
-            if any(getattr(out, "stop_requested", False) for out in outputs):
+                time.sleep(max(0.0, _REPEAT_PERIOD - (time.monotonic() - t)))
+                continue
+            try:
+                item = q_out.get(timeout=_POLL)
+            except Empty:
+                continue
+            if item is _END:
                 return
+            image, last = item
+            if self._write(image, last, repeat=False):
+                return
+
+    def _write(self, image: np.ndarray, job: _Job, *, repeat: bool) -> bool:
+        """Hand one image to every output; True when the run should end."""
+        outputs = self.outputs
+        for out in outputs:
+            if repeat and _records(out):
+                continue
+            controls = getattr(out, "controls", None)  # a window: [ and ] need the classes
+            if controls is not None and job.features is not None:
+                controls.features = job.features
+            out.write(image, job.frame)
+        if not repeat:
+            self.stats._written(time.monotonic(), job.t_cap)
+            if self._bar is not None:
+                self._bar.update(1)
+            if self.max_frames is not None and self.stats.frames_out >= self.max_frames:
+                return True
+        return any(getattr(out, "stop_requested", False) for out in outputs)
 
     def _join(self) -> None:
         deadline = time.monotonic() + 2.0

@@ -1,0 +1,219 @@
+"""`liveheat run` and `liveheat demo` as a user runs them: subprocesses, real clip, real model.
+
+Exit codes, the one-line messages, the files left behind, signals mid-recording.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import liveheat
+
+CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
+N_CLIP = 132
+FAST = ("--no-show", "--input-size", "128")
+
+
+def liveheat_cmd(*args, env=None, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "liveheat", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def headless_env() -> dict:
+    env = dict(os.environ)
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
+    return env
+
+
+def read_video(path) -> tuple[int, float, tuple[int, int], np.ndarray | None]:
+    """(frames readable, fps, (W, H), first frame)."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    n, first = 0, None
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        first = image if first is None else first
+        n += 1
+    cap.release()
+    return n, fps, size, first
+
+
+def frames_out(stdout: str) -> int:
+    m = re.search(r"(\d+) frames in, (\d+) out", stdout)
+    assert m, f"no summary in {stdout!r}"
+    return int(m.group(2))
+
+
+def test_run_writes_every_frame_keeping_fps_and_size(tmp_path):
+    out = tmp_path / "out.mp4"
+    r = liveheat_cmd("run", CLIP, "-o", out, *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "132 frames in, 132 out" in r.stdout and f"wrote {out}" in r.stdout
+    n, fps, size, first = read_video(out)
+    assert (n, size) == (N_CLIP, (1280, 720))
+    assert fps == pytest.approx(25.0)
+    cap = cv2.VideoCapture(str(CLIP))
+    original = cap.read()[1]
+    cap.release()
+    assert np.abs(first.astype(np.int16) - original).mean() > 10
+
+
+def test_no_display_says_so_in_one_line_and_still_writes(tmp_path):
+    out = tmp_path / "out.avi"
+    r = liveheat_cmd(
+        "run", CLIP, "-o", out, "--input-size", "128", "--max-frames", "10", env=headless_env()
+    )
+    assert r.returncode == 0, r.stderr
+    notices = [line for line in r.stderr.splitlines() if line.startswith("liveheat: no display (")]
+    assert len(notices) == 1 and notices[0].endswith("not showing a window")
+    assert read_video(out)[0] == 10
+
+
+def test_no_display_and_no_output_is_exit_2(tmp_path):
+    r = liveheat_cmd("run", CLIP, "--input-size", "128", env=headless_env(), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("liveheat: error: no display")
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
+    out = tmp_path / "out.mp4"
+    # --max-fps 10 makes the 132-frame clip take ~13 s, so the signal lands mid-run
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "liveheat",
+            "run",
+            str(CLIP),
+            "-o",
+            str(out),
+            *FAST,
+            "--max-fps",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (out.exists() and out.stat().st_size > 150_000):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no frames were written"
+            time.sleep(0.1)
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    n_summary = frames_out(stdout)
+    n, fps, size, _ = read_video(out)
+    assert 0 < n == n_summary < N_CLIP
+    assert size == (1280, 720) and fps == pytest.approx(25.0)
+
+
+def test_truncated_clip_processes_readable_frames_then_fails(tmp_path):
+    cap = cv2.VideoCapture(str(CLIP))
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 180))
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        writer.write(cv2.resize(image, (320, 180), interpolation=cv2.INTER_AREA))
+    writer.release()
+    cap.release()
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    readable = read_video(cut)[0]
+    assert 0 < readable < N_CLIP
+
+    out = tmp_path / "out.avi"
+    r = liveheat_cmd("run", cut, "-o", out, *FAST)
+    assert r.returncode != 0
+    last = r.stderr.splitlines()[-1]  # (FFmpeg may log its own decoder complaint first)
+    assert last.startswith("liveheat: error:") and "ended early" in last
+    assert "Traceback" not in r.stderr
+    assert frames_out(r.stdout) == readable
+    assert read_video(out)[0] == readable  # finalised: every readable frame is in it
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("no/such/clip.mp4",),
+        (CLIP, "--colormap", "jt"),
+        (CLIP, "--every", "0"),
+        (CLIP, "--method", "bogus"),
+        (CLIP, "--model", "no/such/model.onnx"),
+        (CLIP, "--smooth", "1.5"),
+        (CLIP, "--alpha", "x"),
+    ],
+    ids=["missing-file", "colormap", "every", "method", "model", "smooth", "alpha"],
+)
+def test_bad_arguments_exit_2_without_traceback_or_file(tmp_path, args):
+    out = tmp_path / "out.mp4"
+    r = liveheat_cmd("run", *args, "-o", out, *FAST)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("liveheat: error:") and len(r.stderr.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_output_extension_exit_2_without_file(tmp_path):
+    out = tmp_path / "out.xyz"
+    r = liveheat_cmd("run", CLIP, "-o", out, *FAST)
+    assert r.returncode == 2 and r.stderr.startswith("liveheat: error:")
+    assert not out.exists()
+
+
+def test_missing_camera_fails_clearly(tmp_path):
+    out = tmp_path / "out.mp4"
+    r = liveheat_cmd("run", "9", "-o", out, *FAST)
+    assert r.returncode == 2 and r.stderr.startswith("liveheat: error:")
+    assert "camera" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_dump_maps_shape_without_a_video(tmp_path):
+    maps = tmp_path / "maps.npz"
+    r = liveheat_cmd("run", CLIP, "--dump-maps", maps, "--max-frames", "12", *FAST)
+    assert r.returncode == 0, r.stderr
+    with np.load(maps) as z:
+        assert z["maps"].dtype == np.float32 and z["maps"].shape == (12, 4, 4)
+        assert z["frames"].tolist() == list(range(12))
+
+
+def test_demo_writes_liveheat_demo_mp4_in_the_current_dir(tmp_path):
+    r = liveheat_cmd("demo", "--no-show", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "132 frames in, 132 out" in r.stdout and "liveheat-demo.mp4" in r.stdout
+    n, fps, size, _ = read_video(tmp_path / "liveheat-demo.mp4")
+    assert (n, size) == (N_CLIP, (1280, 720)) and fps == pytest.approx(25.0)

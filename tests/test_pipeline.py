@@ -1,0 +1,298 @@
+"""The video runner on the real model and the real clip: order, maps, live policy, shutdown.
+
+Outputs here are real ones (VideoSink) or a plain collector implementing the output protocol.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+import liveheat
+from liveheat.backbone import Backbone
+from liveheat.errors import LiveheatError
+from liveheat.heatmaps import TemporalSmoother, heatmap
+from liveheat.overlay import overlay
+from liveheat.pipeline import Runner, RunStats, run_video
+from liveheat.settings import Settings
+from liveheat.sources import open_source
+
+CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
+N_CLIP = 132
+STAGES = ("liveheat-capture", "liveheat-infer", "liveheat-render")
+
+
+class Collect:
+    """An output that remembers what it was given: every index, copies of the chosen frames."""
+
+    def __init__(self, keep=(), on_write=None) -> None:
+        self.indices: list[int] = []
+        self.shapes: set[tuple[int, ...]] = set()
+        self.keep = set(keep)
+        self.images: dict[int, np.ndarray] = {}
+        self.on_write = on_write
+        self.stop_requested = False
+
+    def write(self, image, frame) -> None:
+        self.indices.append(frame.index)
+        self.shapes.add(image.shape)
+        if frame.index in self.keep:
+            self.images[frame.index] = image.copy()
+        if self.on_write is not None:
+            self.on_write(self, image, frame)
+
+
+def clip_frames(indices) -> dict[int, np.ndarray]:
+    want, out = set(indices), {}
+    cap = cv2.VideoCapture(str(CLIP))
+    i = 0
+    while len(out) < len(want):
+        ok, image = cap.read()
+        assert ok
+        if i in want:
+            out[i] = image
+        i += 1
+    cap.release()
+    return out
+
+
+def stage_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(STAGES)]
+
+
+@pytest.fixture(scope="module")
+def bb():
+    return Backbone(input_size=128, spinning=False)
+
+
+def test_recorded_every_frame_in_order_with_its_own_heatmap(bb, tmp_path):
+    keep = (0, 1, 70, 131)
+    out = Collect(keep=keep)
+    dump = tmp_path / "maps.npz"
+    settings = Settings(hud=False, dump_maps=str(dump))
+    with open_source(CLIP) as src:
+        stats = Runner(src, settings, outputs=[out], backbone=bb).run()
+    assert out.indices == list(range(N_CLIP))
+    assert out.shapes == {(720, 1280, 3)}
+    snap = stats.snapshot()
+    assert (snap["frames_in"], snap["frames_out"], snap["frames_inferred"]) == (132, 132, 132)
+    assert snap["dropped"] == 0 and snap["error"] is None
+    assert snap["latency_ms_p50"] > 0 and snap["latency_ms_p95"] >= snap["latency_ms_p50"]
+    with np.load(dump) as z:
+        maps, frames = z["maps"], z["frames"]
+    assert maps.dtype == np.float32 and maps.shape[0] == N_CLIP and maps.ndim == 3
+    assert frames.tolist() == list(range(N_CLIP))
+    originals = clip_frames(keep)
+    for i in keep:
+        direct = heatmap(bb(originals[i]))
+        np.testing.assert_allclose(maps[i], direct, rtol=1e-4, atol=1e-5)
+        # the output frame is exactly the overlay of frame i with the map of frame i
+        np.testing.assert_array_equal(out.images[i], overlay(originals[i], maps[i]))
+        diff = np.abs(out.images[i].astype(np.int16) - originals[i]).mean()
+        assert diff > 10, f"frame {i}: overlay barely changed the frame ({diff:.1f})"
+    # plausible heat: it varies within a frame and moves smoothly from frame to frame
+    assert all(float(m.std()) > 0 for m in maps)
+    flat = maps.reshape(N_CLIP, -1)
+    corr = [np.corrcoef(flat[i], flat[i + 1])[0, 1] for i in range(N_CLIP - 1)]
+    assert np.median(corr) > 0.8
+
+
+def test_every_3_reuses_the_last_map_and_keeps_every_frame(bb, tmp_path):
+    out = Collect(keep=(1, 3))
+    dump = tmp_path / "maps.npz"
+    settings = Settings(hud=False, every=3, dump_maps=str(dump))
+    with open_source(CLIP) as src:
+        stats = Runner(src, settings, outputs=[out], backbone=bb).run()
+    assert out.indices == list(range(N_CLIP))
+    assert stats.snapshot()["frames_inferred"] == 44
+    with np.load(dump) as z:
+        assert z["frames"].tolist() == list(range(0, N_CLIP, 3))
+        maps = z["maps"]
+    frames = clip_frames((0, 1, 3))
+    np.testing.assert_allclose(maps[0], heatmap(bb(frames[0])), rtol=1e-4, atol=1e-5)
+    # frame 1 is drawn with the map of frame 0, frame 3 with its own
+    np.testing.assert_array_equal(out.images[1], overlay(frames[1], maps[0]))
+    np.testing.assert_array_equal(out.images[3], overlay(frames[3], maps[1]))
+
+
+def test_video_file_keeps_count_fps_and_size_with_hud(bb, tmp_path):
+    from liveheat.outputs import VideoSink
+
+    path = tmp_path / "out.avi"
+    with open_source(CLIP) as src, VideoSink(path, fps=src.fps, size=src.size) as sink:
+        stats = Runner(src, Settings(), outputs=[sink], backbone=bb).run()
+    assert stats.frames_out == N_CLIP
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0)
+    n, first = 0, None
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        first = image if first is None else first
+        n += 1
+    cap.release()
+    assert n == N_CLIP
+    assert first.shape == (720, 1280, 3)
+    original = clip_frames((0,))[0]
+    assert np.abs(first.astype(np.int16) - original).mean() > 10
+
+
+def test_image_folder_source_cat_and_cup(bb, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name, image in (
+        ("01_coffee.png", skimage.data.coffee()),
+        ("02_cat.png", skimage.data.chelsea()),
+    ):
+        cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    out = Collect(keep=(0, 1))
+    dump = tmp_path / "maps.npz"
+    with open_source(folder) as src:
+        stats = Runner(src, Settings(hud=False, dump_maps=str(dump)), outputs=[out]).run()
+    assert out.indices == [0, 1]
+    assert out.shapes == {(400, 600, 3)}  # the folder's first image sets the size
+    assert "cat" in stats.snapshot()["top_class"]  # the last image is Chelsea the cat
+    with np.load(dump) as z:
+        cup = z["maps"][0]
+    h, w = cup.shape
+    y, x = np.unravel_index(int(cup.argmax()), cup.shape)
+    assert h / 5 <= y < h * 4 / 5 and w / 5 <= x < w * 4 / 5, "espresso heat off the cup"
+
+
+def test_mjpeg_stream_as_live_source(bb):
+    from tests.helpers.mjpeg_server import MjpegServer
+
+    out = Collect()
+    with MjpegServer(CLIP, fps=25, size=(320, 180), limit=40) as srv:
+        with open_source(srv.url) as src:
+            assert src.live
+            stats = Runner(src, Settings(), outputs=[out], backbone=bb, max_frames=15).run()
+    assert stats.frames_out == 15 == len(out.indices)
+    assert all(b > a for a, b in zip(out.indices, out.indices[1:], strict=False))
+    assert out.shapes == {(180, 320, 3)}
+    snap = stats.snapshot()
+    assert snap["frames_inferred"] >= 1 and snap["latency_ms_p95"] is not None
+    assert stage_threads() == []
+
+
+def test_paced_live_source_drops_frames_instead_of_lagging(bb):
+    out = Collect()
+    # display at 8 fps from a 25 fps camera stand-in: most frames must be dropped, none queued
+    settings = Settings(hud=False, max_fps=8)
+    with open_source(CLIP, live=True) as src:
+        stats = Runner(src, settings, outputs=[out], backbone=bb).run()
+        src_dropped, captured = src.dropped, src.captured
+    snap = stats.snapshot()
+    assert captured >= N_CLIP - 1  # the camera ran through the clip
+    assert snap["dropped"] > N_CLIP / 3
+    assert snap["frames_out"] < N_CLIP * 2 / 3
+    # every captured frame was either shown or dropped: nothing piled up in a queue
+    assert snap["frames_in"] + src_dropped >= captured - 1
+    assert all(b > a for a, b in zip(out.indices, out.indices[1:], strict=False))
+    assert out.indices[-1] >= N_CLIP - 10  # the display was at the end when the camera was
+    assert stage_threads() == []
+
+
+def test_error_in_a_stage_stops_everything_and_is_raised(bb):
+    baseline = threading.active_count()
+    out = Collect()
+    with open_source(CLIP) as src:
+        runner = Runner(src, Settings(method="channel:99999"), outputs=[out], backbone=bb)
+        with pytest.raises(LiveheatError, match="channel"):
+            runner.run()
+    assert out.indices == []
+    assert "channel" in runner.stats.snapshot()["error"]
+    assert stage_threads() == []
+    assert threading.active_count() <= baseline
+
+
+def test_stop_from_an_output_and_stop_requested(bb):
+    runner_box = []
+
+    def stop_at_10(collector, image, frame):
+        if len(collector.indices) == 10:
+            runner_box[0].stop()
+
+    out = Collect(on_write=stop_at_10)
+    with open_source(CLIP) as src:
+        runner = Runner(src, Settings(hud=False), outputs=[out], backbone=bb)
+        runner_box.append(runner)
+        stats = runner.run()
+    assert out.indices == list(range(10)) and stats.frames_out == 10
+
+    def request_at_7(collector, image, frame):
+        collector.stop_requested = len(collector.indices) >= 7
+
+    out = Collect(on_write=request_at_7)
+    with open_source(CLIP) as src:
+        Runner(src, Settings(hud=False), outputs=[out], backbone=bb).run()
+    assert out.indices == list(range(7))
+    assert stage_threads() == []
+
+
+def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_path):
+    from liveheat.outputs import VideoSink
+
+    settings = Settings(hud=False)
+    seen = {"repeats": 0, "jet": None, "bone": None}
+
+    def control(collector, image, frame):
+        n = len(collector.indices)
+        if n == 5:
+            settings.update(paused=True)
+        elif settings.paused:
+            assert frame.index == 4  # the held frame
+            seen["repeats"] += 1
+            if seen["repeats"] == 2:
+                seen["jet"] = image.copy()
+                settings.update(colormap="bone")
+            elif seen["repeats"] == 4:
+                seen["bone"] = image.copy()
+                settings.update(paused=False)
+
+    out = Collect(on_write=control)
+    with open_source(CLIP) as src, VideoSink(tmp_path / "o.avi", fps=25, size=src.size) as sink:
+        stats = Runner(src, settings, outputs=[out, sink], backbone=bb, max_frames=9).run()
+        written = sink.frames_written
+    assert stats.frames_out == 9 and written == 9  # the file got no repeats
+    assert [i for i in out.indices if i != 4] == [0, 1, 2, 3, 5, 6, 7, 8]
+    assert seen["repeats"] >= 4
+    bone = seen["bone"]
+    assert not np.array_equal(seen["jet"], bone)  # the colormap change showed while paused
+    assert (
+        np.abs(bone[..., 0].astype(int) - bone[..., 2]).mean()
+        < np.abs(seen["jet"][..., 0].astype(int) - seen["jet"][..., 2]).mean()
+    )
+
+
+def test_smoothing_matches_the_smoother(bb):
+    out = Collect(keep=(9,))
+    with open_source(CLIP) as src:
+        Runner(
+            src, Settings(hud=False, smooth=0.8), outputs=[out], backbone=bb, max_frames=10
+        ).run()
+    frames = clip_frames(range(10))
+    sm = TemporalSmoother(0.8)
+    for i in range(10):
+        heat = sm(heatmap(bb(frames[i])))
+    expected = overlay(frames[9], heat, norm="fixed", vmin=sm.vmin, vmax=sm.vmax)
+    assert np.abs(out.images[9].astype(int) - expected).max() <= 1
+    assert not np.array_equal(out.images[9], overlay(frames[9], heatmap(bb(frames[9]))))
+
+
+def test_run_video_opens_a_path_and_stats_have_every_key(bb):
+    out = Collect()
+    stats = run_video(str(CLIP), Settings(hud=False), outputs=[out], backbone=bb, max_frames=5)
+    assert out.indices == [0, 1, 2, 3, 4]
+    snap = stats.snapshot()
+    assert sorted(snap) == sorted(RunStats.KEYS)
+    assert snap["top_class"] and 0 < snap["top_score"] <= 1
+    line = stats.summary("x.mp4")
+    assert "5 frames in, 5 out" in line and line.endswith("wrote x.mp4")
+    assert liveheat.run_video is run_video
