@@ -1,6 +1,6 @@
 """`liveheat doctor`: what this machine can read, write, run and show, as pasteable plain text.
 
-It only looks: it probes codecs in a temporary folder and cameras with a timeout, never a window.
+It only looks: codecs in a temporary folder, cameras with a timeout, a window only in a child.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def probe_cameras(
 
 
 def display_status() -> tuple[bool, str]:
-    """(ok, reason) from `outputs.display_available`, which never opens a window.
+    """(ok, reason) from `outputs.display_available` (a test window opens in a child process only).
 
     Examples:
         >>> ok, reason = display_status()
