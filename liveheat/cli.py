@@ -299,6 +299,24 @@ def _cmd_demo(args) -> int:
     return _run_video(str(clip), settings)
 
 
+# ---------------------------------------------------------------- doctor
+def _add_doctor(sub) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="report versions, codecs, cameras, display and models (for bug reports)",
+        description="Print what this machine offers liveheat: OpenCV (GUI backend, writable "
+        "codecs), onnxruntime providers, cameras, display, bundled models with checksums.",
+    )
+    p.add_argument("--no-cameras", action="store_true", help="skip probing camera indices 0-3")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args) -> int:
+    from liveheat.doctor import run_doctor
+
+    return run_doctor(cameras=not args.no_cameras)
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liveheat", description=__doc__.splitlines()[0])
@@ -306,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_image(sub)
     _add_run(sub)
     _add_demo(sub)
+    _add_doctor(sub)
     return parser
 
 
