@@ -1,0 +1,337 @@
+"""Outputs: video files round-trip per extension with exact fps, the display check, the key table
+and Controls, the HUD and help overlay (the window itself is tested under Xvfb in test_window)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from liveheat.errors import LiveheatError
+from liveheat.outputs import (
+    CODECS,
+    COLORMAP_CYCLE,
+    KEYS,
+    METHOD_CYCLE,
+    Controls,
+    VideoSink,
+    Window,
+    display_available,
+    draw_help,
+    draw_hud,
+    help_lines,
+)
+from liveheat.overlay import resolve_colormap
+from liveheat.settings import Settings
+from liveheat.sources import open_source
+from tests.helpers.mjpeg_server import load_frames
+from tests.helpers.videos import CLIP, read_frames
+
+N = 10
+
+
+@pytest.fixture(scope="module")
+def clip_frames() -> list[np.ndarray]:
+    """The first N real frames of the bundled clip, 1280x720."""
+    return read_frames(CLIP, limit=N)
+
+
+@pytest.fixture(scope="module")
+def small_frames() -> list[np.ndarray]:
+    return load_frames(CLIP, size=(320, 180), limit=N)
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+# ------------------------------------------------------------------------------------ VideoSink
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".avi", ".webm", ".mkv"])
+def test_video_round_trips_per_extension(tmp_path, clip_frames, ext):
+    path = tmp_path / f"out{ext}"
+    with VideoSink(path, fps=25.0) as sink:
+        assert sink.fourcc == CODECS[ext][0]  # the first codec of the chain works here
+        for f in clip_frames:
+            sink.write(f)
+    assert sink.frames_written == N and sink.size == (1280, 720) and sink.resized == 0
+    with open_source(path) as src:
+        back = list(src)
+    assert len(back) == N
+    assert src.size == (1280, 720) and src.fps == pytest.approx(25.0, abs=1e-6)
+    for original, frame in zip(clip_frames, back, strict=True):
+        assert frame.image.shape == original.shape
+        assert _mad(frame.image, original) < 6  # lossy, but the same pictures
+    assert _mad(back[0].image, clip_frames[-1]) > _mad(back[0].image, clip_frames[0])
+
+
+def test_fractional_fps_is_written_unrounded(tmp_path, small_frames):
+    path = tmp_path / "ntsc.avi"
+    with VideoSink(path, fps=30000 / 1001, size=(320, 180)) as sink:
+        for f in small_frames:
+            sink.write(f)
+    assert sink.fps == 30000 / 1001
+    assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) == pytest.approx(29.97, abs=1e-3)
+    with open_source(path) as src:
+        assert src.fps == 30000 / 1001 and src.frame_count == N
+
+
+def test_codec_fallback_chain_uses_the_next_codec(tmp_path, small_frames, monkeypatch):
+    monkeypatch.setitem(CODECS, ".avi", ("ZZZZ", "MJPG"))  # an unknown fourcc first
+    with VideoSink(tmp_path / "fallback.avi", fps=25) as sink:
+        sink.write(small_frames[0])
+    assert sink.fourcc == "MJPG"
+    assert len(read_frames(tmp_path / "fallback.avi")) == 1
+
+
+def test_no_working_codec_fails_before_any_frame_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setitem(CODECS, ".avi", ("ZZZZ", "QQQQ"))
+    with pytest.raises(LiveheatError, match="no working codec .*ZZZZ, QQQQ.*try"):
+        VideoSink(tmp_path / "x.avi", fps=25)
+    with pytest.raises(LiveheatError, match="no working codec"):
+        VideoSink(tmp_path / "y.avi", fps=25, size=(320, 180))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_of_another_size_are_letterboxed(tmp_path, small_frames):
+    path = tmp_path / "mixed.avi"
+    wide = np.concatenate([small_frames[1]] * 3, axis=1)  # panels: 960x180
+    with VideoSink(path, fps=25) as sink:
+        sink.write(small_frames[0])  # fixes the size: 320x180
+        sink.write(wide)
+        sink.write(cv2.cvtColor(small_frames[2], cv2.COLOR_BGR2GRAY))  # gray: converted
+    assert sink.size == (320, 180) and sink.resized == 1 and sink.frames_written == 3
+    back = read_frames(path)
+    assert [b.shape for b in back] == [(180, 320, 3)] * 3
+    boxed = back[1]  # 960x180 scaled by 1/3 -> 320x60, centred, black bars above and below
+    assert boxed[:50].mean() < 8 and boxed[130:].mean() < 8
+    expected = cv2.resize(wide, (320, 60), interpolation=cv2.INTER_AREA)
+    assert _mad(boxed[60:120], expected) < 12
+    assert back[2].std(axis=2).mean() < 3  # gray stays gray
+
+
+def test_size_given_up_front(tmp_path, small_frames):
+    with VideoSink(tmp_path / "s.mp4", fps=12.5, size=(160, 90)) as sink:
+        for f in small_frames[:3]:
+            sink.write(f)
+    assert sink.resized == 3
+    with open_source(tmp_path / "s.mp4") as src:
+        assert src.size == (160, 90) and src.fps == 12.5 and src.frame_count == 3
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("out.xyz", {}, "unsupported extension '.xyz'; use one of .mp4"),
+        ("out", {}, r"unsupported extension '\(none\)'"),
+        ("no/such/dir/out.mp4", {}, "folder .* does not exist"),
+        ("out.mp4", {"fps": 0}, "fps=0"),
+        ("out.mp4", {"fps": float("nan")}, "fps=nan"),
+        ("out.mp4", {"size": (0, 10)}, "size must be positive"),
+    ],
+)
+def test_bad_video_paths_and_settings_fail_clearly(tmp_path, name, kwargs, message):
+    kwargs = {"fps": 25, **kwargs}
+    with pytest.raises(LiveheatError, match=message):
+        VideoSink(tmp_path / name, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_is_not_a_video_path(tmp_path):
+    (tmp_path / "x.mp4").mkdir()
+    with pytest.raises(LiveheatError, match="it is a folder"):
+        VideoSink(tmp_path / "x.mp4", fps=25)
+
+
+def test_closing_without_frames_leaves_no_file_and_close_is_idempotent(tmp_path, small_frames):
+    empty = VideoSink(tmp_path / "empty.mp4", fps=25, size=(320, 180))
+    assert (tmp_path / "empty.mp4").exists()  # the writer created it
+    empty.close()
+    empty.close()
+    assert not (tmp_path / "empty.mp4").exists()
+    sink = VideoSink(tmp_path / "one.avi", fps=25)
+    sink.write(small_frames[0])
+    sink.close()
+    sink.close()
+    with pytest.raises(LiveheatError, match="already closed"):
+        sink.write(small_frames[1])
+    assert len(read_frames(tmp_path / "one.avi")) == 1
+
+
+def test_non_image_input_is_a_clear_error(tmp_path):
+    with VideoSink(tmp_path / "f.avi", fps=25) as sink:
+        with pytest.raises(LiveheatError, match="expected a uint8 BGR frame"):
+            sink.write(np.zeros((10, 10, 3), np.float32))
+    assert not (tmp_path / "f.avi").exists()
+
+
+# ------------------------------------------------------------------------------- display check
+
+
+def test_no_display_is_reported_not_crashed(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_available() == (False, "no display (DISPLAY is not set)")
+
+
+def test_unreachable_display_is_reported(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":987")  # nothing listens there
+    ok, why = display_available()
+    assert not ok and "cannot connect to display ':987'" in why
+
+
+def test_wayland_without_xwayland_is_reported_for_qt(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    ok, why = display_available()
+    if "QT" in cv2.getBuildInformation().split("GUI:")[1].split("\n")[0]:
+        assert not ok and "DISPLAY is not set" in why
+    else:
+        assert why  # another backend: a one-line reason either way
+
+
+def test_window_without_display_raises_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(LiveheatError, match="cannot open a window: no display.*--no-show"):
+        Window(Settings())
+
+
+# --------------------------------------------------------------------------- keys and Controls
+
+
+def test_key_table_is_complete_and_unambiguous():
+    codes = [c for k in KEYS for c in k.keys]
+    assert len(codes) == len(set(codes))
+    wanted = {"q": "quit", "\x1b": "quit", " ": "pause", "m": "method", "c": "colormap",
+              "[": "previous", "]": "next", "+": "alpha_up", "=": "alpha_up",
+              "-": "alpha_down", "p": "panels", "s": "screenshot", "h": "help"}  # fmt: skip
+    by_code = {c: k.action for k in KEYS for c in k.keys}
+    assert {ch: by_code[ord(ch)] for ch in wanted} == wanted
+
+
+def test_help_overlay_is_generated_from_the_table():
+    lines = help_lines()
+    assert len(lines) == len(KEYS) + 1
+    for key, line in zip(KEYS, lines[1:], strict=True):
+        assert line.startswith(key.label) and line.endswith(key.help)
+
+
+def test_controls_change_settings():
+    s = Settings()
+    c = Controls(s)
+    assert c.handle(ord("c")) is None and s.colormap == COLORMAP_CYCLE[1]
+    for _ in range(len(COLORMAP_CYCLE) - 1):
+        c.handle(ord("c"))
+    assert s.colormap == COLORMAP_CYCLE[0]  # wraps around
+    c.handle(ord("+"))
+    c.handle(ord("="))
+    assert s.alpha == 0.7
+    for _ in range(20):
+        c.handle(ord("-"))
+    assert s.alpha == 0.0  # clamped
+    c.handle(ord("p"))
+    assert s.panels is True
+    c.handle(ord("p"))
+    assert s.panels is False
+    c.handle(ord(" "))
+    assert s.paused is True and c.message == "paused"
+    c.handle(ord(" "))
+    assert s.paused is False
+    seen = []
+    for _ in METHOD_CYCLE:
+        c.handle(ord("m"))
+        seen.append(s.method)
+    assert seen == [*METHOD_CYCLE[1:], METHOD_CYCLE[0]]
+    assert c.handle(ord("P")) is None and s.panels is True  # caps lock does not matter
+    assert [c.handle(k) for k in (ord("q"), 27, ord("s"), ord("h"), -1, ord("x"))] == [
+        "quit", "quit", "screenshot", "help", None, None,
+    ]  # fmt: skip
+
+
+def test_brackets_walk_channels_and_classes_with_real_features(small_frames):
+    from liveheat.backbone import Backbone
+
+    features = Backbone("int8", threads=1)(small_frames[0])
+    channels = features.maps.shape[0]
+    classes = len(features.labels)
+    top1 = features.top(1)[0][0]
+    s = Settings()
+    c = Controls(s)
+    c.handle(ord("]"), features=features)  # class mode: from top-1 to the next class
+    assert s.target == (top1 + 1) % classes
+    c.handle(ord("["), features=features)
+    c.handle(ord("["), features=features)
+    assert s.target == (top1 - 1) % classes
+    s.update(target=0)
+    c.handle(ord("["), features=features)
+    assert s.target == classes - 1  # wraps
+    s.update(method="channel:0")
+    c.features = features  # the pipeline may also just set the newest Features
+    c.handle(ord("["))
+    assert s.method == f"channel:{channels - 1}"
+    c.handle(ord("]"))
+    c.handle(ord("]"))
+    assert s.method == "channel:1"
+
+
+def test_brackets_without_features_stay_in_range():
+    s = Settings(method="channel:0")
+    c = Controls(s)
+    c.handle(ord("["))
+    assert s.method == "channel:0"
+    c.handle(ord("]"))
+    assert s.method == "channel:1"
+    s.update(method="cam")
+    c.handle(ord("]"))
+    assert s.target == 1
+
+
+# ------------------------------------------------------------------------------- HUD and help
+
+
+def test_hud_draws_legible_text_on_a_dark_box(small_frames):
+    bright = np.full((360, 640, 3), 230, np.uint8)
+    out = draw_hud(bright, ["top: 281 tabby cat 0.53", "cam  fps 24.8  age 40 ms"])
+    assert out is bright  # in place
+    changed = np.argwhere((bright != 230).any(axis=2))
+    (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+    assert (y0, x0) == (0, 0) and x1 > 100 and y1 > 20  # a box in the top-left corner
+    box = bright[: y1 + 1, : x1 + 1]
+    assert (box == 230).all(axis=2).mean() < 0.01  # all of it darkened or written on
+    assert (box < 100).all(axis=2).mean() > 0.5  # dark backing ...
+    assert (box.min(axis=2) > 180).sum() > 100  # ... with white text on it
+    assert bright[300:, 400:].min() == 230  # the rest untouched
+    frame = small_frames[0].copy()
+    before = frame.copy()
+    draw_hud(frame, ["x"])
+    assert not np.array_equal(frame, before)
+
+
+def test_hud_colour_bar_uses_the_colormap():
+    for cmap in ("jet", "viridis"):
+        img = np.full((400, 600, 3), 128, np.uint8)
+        draw_hud(img, [], colorbar=(cmap, 0.0, 1.0))
+        lut = resolve_colormap(cmap).reshape(256, 3).astype(int)
+        right = img[:, 500:]
+        changed = np.argwhere(np.abs(right.astype(int) - 128).sum(axis=2) > 0)
+        assert len(changed) > 0
+        rows = changed[:, 0]
+        top, bottom = rows.min(), rows.max()
+        assert bottom - top >= 190  # half the height
+        # the bar's top is the colormap's hot end, its bottom the cold end
+        top_px = [right[top + 2, x] for x in range(right.shape[1])]
+        bottom_px = [right[bottom - 2, x] for x in range(right.shape[1])]
+        assert min(np.abs(p - lut[255]).sum() for p in top_px) < 30
+        assert min(np.abs(p - lut[0]).sum() for p in bottom_px) < 30
+    with pytest.raises(LiveheatError, match="colormap"):
+        draw_hud(np.zeros((100, 100, 3), np.uint8), [], colorbar=("jt", 0, 1))
+
+
+def test_help_overlay_darkens_the_centre_and_writes_text():
+    img = np.full((480, 640, 3), 250, np.uint8)
+    draw_help(img)
+    centre = img[140:340, 200:440]
+    assert (centre < 100).mean() > 0.5 and (centre > 200).any()
+    assert img[0, 0].tolist() == [250, 250, 250]
