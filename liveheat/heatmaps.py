@@ -1,0 +1,280 @@
+"""The map room: turn Features into one 2D heatmap (cam, eigen, mean, max, norm, channel:K).
+
+Also the temporal smoother that keeps video overlays from flickering.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import cv2
+import numpy as np
+
+from liveheat.backbone import Features
+from liveheat.errors import LiveheatError
+
+METHODS: tuple[str, ...] = ("cam", "eigen", "mean", "max", "norm", "channel:K")
+_SUBSAMPLE = 8  # map cells are split this finely when a fractional crop (letterbox) is cut off
+
+
+def heatmap(features: Features, method: str = "cam", target: int | str | None = None) -> np.ndarray:
+    """One 2D float32 map for a frame, cropped to the part of the map grid that covers the frame.
+
+    `method`: "cam" (class activation map of `target`: index, name, or None = top-1),
+    "eigen" (first principal component of the activations, sign anchored to the class CAM or
+    the channel mean), "mean", "max", "norm" (L2 over channels), "channel:K".
+    The result maps exactly onto the frame: `overlay(frame, heatmap(feats))` resizes it.
+    CAM is ReLU'd (negative evidence -> 0); the other methods keep their sign.
+
+    Examples:
+        >>> feats = Backbone()(frame)                      # doctest: +SKIP
+        >>> heatmap(feats).shape                           # doctest: +SKIP
+        (7, 7)
+        >>> heatmap(feats, "cam", target="espresso")       # doctest: +SKIP
+        >>> heatmap(feats, "channel:12")                   # doctest: +SKIP
+    """
+    name, channel = _parse_method(method)
+    maps = features.maps
+    if maps.ndim != 3:
+        raise LiveheatError(f"feature maps must be (C, h, w); got shape {maps.shape}")
+    if name == "cam":
+        heat = _cam(features, target)
+    elif name == "eigen":
+        heat = _eigen(features, target)
+    elif name == "mean":
+        heat = maps.mean(axis=0, dtype=np.float32)
+    elif name == "max":
+        heat = maps.max(axis=0)
+    elif name == "norm":
+        flat = maps.reshape(maps.shape[0], -1)
+        heat = np.sqrt(np.einsum("ij,ij->j", flat, flat)).reshape(maps.shape[1:])
+    else:
+        if not 0 <= channel < maps.shape[0]:
+            raise LiveheatError(
+                f"channel {channel} out of range; layer {features.layer!r} has channels "
+                f"0..{maps.shape[0] - 1}"
+            )
+        heat = maps[channel]
+    return crop_valid(np.asarray(heat, dtype=np.float32), features.valid)
+
+
+def _parse_method(method: str) -> tuple[str, int]:
+    text = str(method).strip().lower()
+    if text.startswith("channel"):
+        _, sep, num = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            return "channel", int(num)
+        except ValueError:
+            raise LiveheatError(
+                f"bad method {method!r}; expected channel:K with a channel number, e.g. channel:0"
+            ) from None
+    if text in METHODS:
+        return text, -1
+    near = [m for m in METHODS if sorted(m) == sorted(text)]  # swapped letters: "cma"
+    near = near or difflib.get_close_matches(text, METHODS, n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise LiveheatError(f"unknown method {method!r}{hint} valid: {', '.join(METHODS)}")
+
+
+def target_index(features: Features, target: int | str | None) -> int:
+    """The class index a CAM explains: None = top-1, an index, its digits, or a class name.
+
+    Examples:
+        >>> target_index(feats, "espresso")                # doctest: +SKIP
+        967
+    """
+    if features.logits is None:
+        raise LiveheatError(
+            f"layer {features.layer!r} comes from a model without class scores, so there is "
+            "no target class; use method 'eigen' or 'mean'"
+        )
+    k = features.logits.size
+    if target is None:
+        return int(np.argmax(features.logits))
+    if isinstance(target, str) and target.strip().lstrip("-").isdigit():
+        target = int(target.strip())
+    if isinstance(target, (int, np.integer)):
+        if not 0 <= target < k:
+            raise LiveheatError(f"target class {target} out of range; expected 0..{k - 1}")
+        return int(target)
+    wanted = str(target).strip().lower()
+    names = [n.lower() for n in features.labels or []]
+    for i, n in enumerate(names):  # exact name, then exact synonym ("tabby, tabby cat")
+        if n == wanted:
+            return i
+    for i, n in enumerate(names):
+        if wanted in (s.strip() for s in n.split(",")):
+            return i
+    near = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ""
+    raise LiveheatError(
+        f"unknown target class {target!r}{hint} give a class index 0..{k - 1} or an exact name"
+    )
+
+
+def _cam_raw(features: Features, target: int | str | None) -> np.ndarray:
+    w = features.cam_weights
+    if w is None:
+        if features.head_layer is not None:
+            why = (
+                f"CAM needs the layer the classifier pools ({features.head_layer!r}); "
+                f"the maps come from {features.layer!r}"
+            )
+        else:
+            why = "the model has no GlobalAveragePool -> Gemm classifier head to take weights from"
+        raise LiveheatError(f"method 'cam' unavailable: {why}; use method 'eigen' or 'mean'")
+    c, h, wd = features.maps.shape
+    if w.shape[1] != c:
+        raise LiveheatError(f"classifier expects {w.shape[1]} channels, layer has {c}")
+    t = target_index(features, target)
+    return (w[t] @ features.maps.reshape(c, h * wd)).reshape(h, wd)
+
+
+def _cam(features: Features, target: int | str | None) -> np.ndarray:
+    return np.maximum(_cam_raw(features, target), 0)
+
+
+def _eigen(features: Features, target: int | str | None) -> np.ndarray:
+    c, h, w = features.maps.shape
+    a = features.maps.reshape(c, h * w)
+    a = a - a.mean(axis=1, keepdims=True)  # centre each channel over the positions
+    if features.cam_weights is not None and features.logits is not None:
+        anchor = _cam_raw(features, target).ravel()
+    else:
+        anchor = features.maps.mean(axis=0).ravel()
+    anchor = anchor - anchor.mean()
+    u, lam = top_eigvec(a, anchor)
+    proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
+    # the sign of an eigenvector is arbitrary: point it along the class CAM (else the mean)
+    if float(np.dot(proj.ravel(), anchor)) < 0:
+        proj = -proj
+    return proj
+
+
+def top_eigvec(a: np.ndarray, start: np.ndarray | None = None, steps: int = 24):
+    """Top eigenvector u and eigenvalue of the Gram matrix a.T @ a, for `a` (C, N).
+
+    Lanczos with full reorthogonalisation: a few matrix-vector products instead of a full SVD
+    of `a` or an `eigh` of the N x N Gram (both run threaded BLAS, which stalls for tens of
+    ms when the CPU is busy with inference). Exact when N <= steps.
+
+    Examples:
+        >>> a = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
+        >>> u, lam = top_eigvec(a)
+        >>> bool(np.isclose(lam, np.linalg.eigvalsh(a.T @ a)[-1], rtol=1e-4))
+        True
+    """
+    n = a.shape[1]
+    m = min(n, steps)
+    q = np.ones(n, np.float32) if start is None else np.asarray(start, np.float32).copy()
+    q += np.float32(1e-3) * np.cos(np.arange(n, dtype=np.float32))  # never orthogonal to u
+    q /= np.float32(np.linalg.norm(q))
+    basis = np.zeros((m, n), np.float32)
+    alpha, beta = [], []
+    for j in range(m):
+        basis[j] = q
+        v = a.T @ (a @ q)
+        alpha.append(float(np.dot(v, q)))
+        done = basis[: j + 1]
+        for _ in range(2):  # full reorthogonalisation, twice for float32
+            v -= done.T @ (done @ v)
+        b = float(np.linalg.norm(v))
+        if j == m - 1 or b <= 1e-6 * max(abs(alpha[0]), 1e-30):
+            break
+        beta.append(b)
+        q = v / np.float32(b)
+    k = len(alpha)
+    tri = np.diag(np.asarray(alpha, np.float64))
+    if k > 1:
+        off = np.asarray(beta[: k - 1], np.float64)
+        tri += np.diag(off, 1) + np.diag(off, -1)
+    _, vals, vecs = cv2.eigen(tri)  # Jacobi on a k x k matrix: descending order, no BLAS
+    u = vecs[0].astype(np.float32) @ basis[:k]
+    u /= np.float32(np.linalg.norm(u))
+    return u, float(vals[0, 0])
+
+
+def crop_valid(heat: np.ndarray, valid: tuple[float, float, float, float]) -> np.ndarray:
+    """Cut a map to `valid` (y0, y1, x0, x1) in grid units; fractional edges are cut exactly.
+
+    Examples:
+        >>> crop_valid(np.ones((7, 7), np.float32), (0, 7, 0, 7)).shape
+        (7, 7)
+    """
+    h, w = heat.shape
+    y0, y1, x0, x1 = (float(v) for v in valid)
+    if (y0, y1, x0, x1) == (0.0, float(h), 0.0, float(w)):
+        return heat
+    if all(abs(v - round(v)) < 1e-6 for v in (y0, y1, x0, x1)):
+        return heat[
+            round(y0) : max(round(y1), round(y0) + 1), round(x0) : max(round(x1), round(x0) + 1)
+        ]
+    s = _SUBSAMPLE  # split cells so the fractional edges fall on the finer grid
+    fine = cv2.resize(heat, (w * s, h * s), interpolation=cv2.INTER_LINEAR)
+    ya, yb = round(y0 * s), max(round(y1 * s), round(y0 * s) + 1)
+    xa, xb = round(x0 * s), max(round(x1 * s), round(x0 * s) + 1)
+    return np.ascontiguousarray(fine[ya:yb, xa:xb])
+
+
+class TemporalSmoother:
+    """Exponential moving average of video heatmaps and of their normalisation range.
+
+    `factor` in [0, 1) is the weight of the past (0 = off). `.vmin/.vmax` follow the maps'
+    range the same way: pass them to `overlay(norm="fixed", vmin=..., vmax=...)` so the
+    colours do not pump. A scene cut (correlation with the running map below
+    `cut_threshold`) or a change of map size restarts the average.
+
+    Examples:
+        >>> smooth = TemporalSmoother(0.6)
+        >>> for frame in frames:                           # doctest: +SKIP
+        ...     heat = smooth(heatmap(bb(frame)))
+        ...     out = overlay(frame, heat, norm="fixed", vmin=smooth.vmin, vmax=smooth.vmax)
+    """
+
+    def __init__(self, factor: float = 0.6, *, cut_threshold: float | None = 0.5) -> None:
+        factor = float(factor)
+        if not 0.0 <= factor < 1.0:
+            raise LiveheatError(f"bad smoothing factor {factor}; expected 0 <= factor < 1")
+        self.factor = factor
+        self.cut_threshold = cut_threshold
+        self.cuts = 0  # scene cuts seen (resets triggered by the correlation test)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past: the next map is passed through unchanged."""
+        self._heat: np.ndarray | None = None
+        self.vmin: float | None = None
+        self.vmax: float | None = None
+
+    def __call__(self, heat: np.ndarray) -> np.ndarray:
+        """Blend `heat` into the running map and return the smoothed map (float32, same shape)."""
+        heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+        lo, hi = float(heat.min()), float(heat.max())
+        prev = self._heat
+        if prev is not None and (prev.shape != heat.shape or self._is_cut(prev, heat)):
+            prev = None
+        if prev is None or self.factor == 0.0:
+            self._heat = heat.copy()
+            self.vmin, self.vmax = lo, hi
+            return heat
+        f = np.float32(self.factor)
+        out = prev * f
+        out += heat * (np.float32(1) - f)
+        self._heat = out
+        self.vmin = self.factor * self.vmin + (1 - self.factor) * lo
+        self.vmax = self.factor * self.vmax + (1 - self.factor) * hi
+        return out.copy()
+
+    def _is_cut(self, prev: np.ndarray, heat: np.ndarray) -> bool:
+        if self.cut_threshold is None:
+            return False
+        a, b = prev.ravel() - prev.mean(), heat.ravel() - heat.mean()
+        den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+        if den == 0.0:
+            return False
+        if float(np.dot(a, b)) / den < self.cut_threshold:
+            self.cuts += 1
+            return True
+        return False
