@@ -154,6 +154,7 @@ def _add_run(sub) -> None:
     p.add_argument("--max-fps", type=float, default=None, help="read at most this many fps")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
     p.add_argument("--dump-maps", metavar="MAPS.npz", help="save the raw heatmaps (npz)")
+    _add_edge_flags(p)
     p.set_defaults(func=_cmd_run)
 
 
@@ -166,29 +167,38 @@ def _add_model_flags(p) -> None:
     p.add_argument("--input-size", type=int, default=None, help="inference side (x32)")
 
 
-def _run_settings(args):
-    from liveheat.settings import Settings
+def _add_edge_flags(p) -> None:
+    g = p.add_argument_group("edge: stream server, preset, config file")
+    g.add_argument("--serve", metavar="[HOST:]PORT", help="serve the stream to browsers "
+                   "(8080: this machine only; 0.0.0.0:8080: every interface)")
+    g.add_argument("--token", help="every request needs ?token= or a Bearer header "
+                   "(default: $LIVEHEAT_TOKEN)")
+    g.add_argument("--jpeg-quality", type=int, metavar="Q", help="stream JPEG quality 1-100 (80)")
+    g.add_argument("--max-clients", type=int, metavar="N", help="stream viewers at once (8)")
+    g.add_argument("--preset", choices=["edge"], help="edge: int8 model, cores-1 threads, "
+                   "160 px input, --every 2, smoothing on")
+    g.add_argument("--config", metavar="FILE.toml", help="settings file (keys = long flags); "
+                   "precedence: defaults < preset < config < flags")
+    # every setting flag defaults to None = "not given", so a preset or config value stays
+    # unless the flag is typed (even when typed with the default value)
+    p.set_defaults(**{k: None for k in (
+        "output", "no_show", "model", "layer", "method", "target", "threads", "input_size",
+        "alpha", "colormap", "mode", "norm", "threshold", "panels", "no_hud", "smooth",
+        "every", "max_fps", "dump_maps",
+    )})  # fmt: skip
 
-    return Settings(
-        model=args.model,
-        layer=args.layer,
-        method=args.method,
-        target=args.target,
-        input_size=args.input_size,
-        threads=args.threads,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        mode=args.mode,
-        norm=args.norm,
-        threshold=args.threshold,
-        panels=args.panels,
-        hud=not args.no_hud,
-        smooth=args.smooth,
-        every=args.every,
-        max_fps=args.max_fps,
-        show=not args.no_show,
-        output=args.output,
-        dump_maps=args.dump_maps,
+
+def _run_settings(args):
+    from liveheat.config import build_settings
+
+    names = ("output", "model", "layer", "method", "target", "threads", "input_size", "alpha",
+             "colormap", "mode", "norm", "threshold", "panels", "smooth", "every", "max_fps",
+             "dump_maps", "serve", "token", "jpeg_quality", "max_clients")  # fmt: skip
+    flags = {k: getattr(args, k, None) for k in names}
+    flags["show"] = False if getattr(args, "no_show", None) else None
+    flags["hud"] = False if getattr(args, "no_hud", None) else None
+    return build_settings(
+        flags, config=getattr(args, "config", None), preset=getattr(args, "preset", None)
     )
 
 
@@ -213,12 +223,12 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         if not show:
             if reason.startswith("no display (") and reason.endswith(")"):
                 reason = reason[len("no display (") : -1]
-            if not (settings.output or settings.dump_maps or extra_outputs):
+            if not (settings.output or settings.dump_maps or settings.serve or extra_outputs):
                 raise LiveheatError(
                     f"no display ({reason}) and no output; add -o OUT.mp4 to write a video"
                 )
             print(f"liveheat: no display ({reason}); not showing a window", file=sys.stderr)
-    elif not (settings.output or settings.dump_maps or extra_outputs):
+    elif not (settings.output or settings.dump_maps or settings.serve or extra_outputs):
         raise LiveheatError("--no-show and no output: nothing to do; add -o OUT.mp4")
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(spec))
@@ -231,6 +241,9 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         )
         size = preflight(settings, backbone, frame_size=tuple(source.size))
         outputs = list(extra_outputs)
+        server = _start_server(settings, stack) if settings.serve else None
+        if server is not None:
+            outputs.append(server)
         if settings.output:
             fps = source.fps or 25.0
             outputs.append(stack.enter_context(VideoSink(settings.output, fps=fps, size=size)))
@@ -238,6 +251,8 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
             window = Window(settings, controls=Controls(settings))
             outputs.append(stack.enter_context(window))
         runner = Runner(source, settings, outputs=outputs, backbone=backbone, max_frames=max_frames)
+        if server is not None:
+            server.stats = runner.stats.snapshot  # /stats shows the run's figures
         with _stop_on_signals(runner) as caught:
             stats = runner.run()
         stack.close()  # finalise the file before the summary names it
@@ -248,6 +263,22 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         if error:
             raise LiveheatError(f"{error}; the {stats.frames_out} frames before it were processed")
     return 0
+
+
+def _start_server(settings, stack):
+    """Start the stream server (closed with the stack) and say where it is."""
+    from liveheat.serve import server_from_settings
+
+    server = stack.enter_context(server_from_settings(settings))
+    note = " (token required: add ?token=...)" if server.token else ""
+    print(f"liveheat: serving {server.url}{note}", file=sys.stderr)
+    if server.host not in ("127.0.0.1", "::1", "localhost") and not server.token:
+        print(
+            f"liveheat: warning: serving on {server.host} without a token; anyone who can "
+            "reach this machine can watch: set --token or LIVEHEAT_TOKEN",
+            file=sys.stderr,
+        )
+    return server
 
 
 class _stop_on_signals:  # noqa: N801 - used as a context manager
