@@ -218,3 +218,37 @@ def test_parse_serve_binds_loopback_unless_a_host_is_given():
 
 def test_settings_keys_are_what_a_config_may_use():
     assert "max_fps" in Settings.keys() and "_lock" not in Settings.keys()
+
+
+# ---------------------------------------------------------------------- on the command line
+CLIP = Path(__file__).parents[1] / "liveheat" / "data" / "bigbuckbunny.mp4"
+
+
+def test_cli_unknown_config_key_is_one_line_and_exit_2(tmp_path, capsys):
+    cfg = _write(tmp_path, "alpha = 0.4\nxyz = 1\n")
+    assert main(["run", str(CLIP), "--config", str(cfg), "--no-show", "-o", "x.avi"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("liveheat: error: unknown key 'xyz' in liveheat.toml; valid: model, ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "config, flags, inferred",
+    [
+        (None, ["--preset", "edge"], 6),  # preset: every 2nd frame
+        (None, ["--preset", "edge", "--every", "1"], 12),  # a flag beats the preset
+        ('preset = "edge"\nevery = 3\n', [], 4),  # the config beats its own preset
+        ('preset = "edge"\nevery = 3\n', ["--every", "4"], 3),  # a flag beats the config
+    ],
+)
+def test_cli_precedence_preset_config_flags(tmp_path, capsys, config, flags, inferred):
+    out = tmp_path / "out.avi"
+    argv = ["run", str(CLIP), "--no-show", "-o", str(out), "--max-frames", "12", *flags]
+    if config:
+        argv += ["--config", str(_write(tmp_path, config))]
+    assert main(argv) == 0
+    summary = capsys.readouterr().out
+    assert "12 frames in, 12 out" in summary and f", {inferred} inferred" in summary, summary
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()

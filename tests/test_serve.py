@@ -431,3 +431,68 @@ def test_browser_shows_the_live_stream_changing_over_time(small, tmp_path):
     assert float(first[300:, :].std()) < 2  # below the stream: the plain page background
     assert "top hare" in dom and "viewers" in dom  # the HUD line filled from /stats
     assert "<select" in dom  # the controls were built
+
+
+# ---------------------------------------------------------------------- with the real runner
+def test_page_controls_reach_the_running_pipeline():
+    """POST /settings changes what the Runner draws: alpha 0 + no HUD gives the plain frames."""
+    from liveheat.pipeline import Runner
+    from liveheat.sources import open_source
+
+    raw = _load(None, 132)
+    settings = Settings(model="int8", input_size=160, threads=1, max_fps=30, show=False)
+    with open_source(CLIP, loop=True) as source, StreamServer(settings=settings) as srv:
+        runner = Runner(source, settings, outputs=[srv], progress=False)
+        srv.stats = runner.stats.snapshot
+        worker = threading.Thread(target=runner.run)
+        worker.start()
+        try:
+            reader = MjpegReader(srv.port)
+            assert reader.status()[0] == 200
+            before = reader.frames(3)[-1]
+            status, body = _post(srv.url + "settings", {"alpha": 0.0, "hud": False})
+            assert status == 200 and body["settings"]["alpha"] == 0.0
+            after = reader.frames(30)[-1]  # rendered well after the change (queues hold < 20)
+            stats = json.loads(_get(srv.url + "stats")[1])
+            reader.close()
+        finally:
+            runner.stop()
+            worker.join(10)
+    _, r_before = _best_match(before[::4, ::4], [f[::4, ::4] for f in raw])
+    _, r_after = _best_match(after[::4, ::4], [f[::4, ::4] for f in raw])
+    print(f"\ncorrelation with the plain clip: before {r_before:.3f}, after {r_after:.3f}")
+    assert r_after > 0.99 > r_before  # the heatmap is gone from the stream
+    assert stats["frames_out"] > 0 and isinstance(stats["top_class"], str)
+    assert stats["latency_ms_p50"] is not None and stats["settings"]["alpha"] == 0.0
+
+
+def test_cli_run_serve_streams_until_sigterm(tmp_path):
+    """`liveheat run CLIP --serve 127.0.0.1:0`: URL on stderr, frames on /stream, exit 143."""
+    import signal
+    import sys
+
+    cmd = [sys.executable, "-m", "liveheat", "run", str(CLIP), "--serve", "127.0.0.1:0",
+           "--no-show", "--preset", "edge", "--max-fps", "25", "--token", "tok"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for _ in range(20):  # notices come first; the URL line within a few lines
+            line = proc.stderr.readline()
+            if "serving" in line or not line:
+                break
+        assert "serving http://127.0.0.1:" in line and "token required" in line, line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert _get(f"http://127.0.0.1:{port}/stats")[0] == 401
+        reader = MjpegReader(port, "/stream?token=tok")
+        assert reader.status()[0] == 200
+        got = reader.frames(5)
+        reader.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all(g.shape == (720, 1280, 3) for g in got)
+    assert proc.returncode == 143, err
+    assert "frames in" in out
