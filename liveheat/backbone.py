@@ -357,6 +357,11 @@ class Backbone:
             self._blob = np.empty(shape, np.float32)
 
     @property
+    def session(self):
+        """The onnxruntime InferenceSession (read-only use: options, providers, profiling)."""
+        return self._session
+
+    @property
     def head_layer(self) -> str | None:
         """The tensor the classifier pools (the layer where `cam` works), or None."""
         return self._head.feature if self._head else None
@@ -469,6 +474,34 @@ class Backbone:
             'features'
         """
         return list(self._graph.layer_list)
+
+
+def layers_table(bb: Backbone) -> str:
+    """`bb.layers()` as an aligned text table; marks the default layer and the CAM layer.
+
+    Examples:
+        >>> print(layers_table(Backbone()))                # doctest: +SKIP
+        name        op    shape                               note
+        stem/conv   Conv  batch x 32 x unk__0 x unk__1
+        ...
+    """
+    rows = [("name", "op", "shape", "note")]
+    for info in bb.layers():
+        notes = []
+        if info.name == bb.layer:
+            notes.append("default")
+        if info.name == bb.head_layer or (info.name == bb.layer and bb._cam_weights is not None):
+            notes.append("cam")
+        rows.append(
+            (info.name, info.op_type, " x ".join(str(d) for d in info.shape), ", ".join(notes))
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
+        for r in rows
+    ]
+    lines.append(f"{len(rows) - 1} layers in {bb.model_path.name}; pick one with --layer NAME")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -654,6 +687,8 @@ class _Graph:
                 shp = self.shape(name)
                 if shp is None or len(shp) != 4 or self.elem_type(name) not in _FLOAT_TYPES:
                     continue
+                if shp[2] == 1 and shp[3] == 1:
+                    continue  # pooled to one cell: not a map
                 if node.op_type == "Constant" or (
                     node.op_type == "DequantizeLinear" and self._is_const(node.input[0])
                 ):

@@ -27,6 +27,7 @@ def _add_image(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
     p.add_argument("--heat", metavar="MAP", help=".npy, .npz (one array) or an image read as grey")
     _add_drawing_flags(p)
+    _add_model_flags(p)  # used without --heat: the model makes the map
     p.set_defaults(func=_cmd_image)
 
 
@@ -60,7 +61,35 @@ def _cmd_image(args) -> int:
 
 
 def _image_heat_from_model(args, frame):
-    raise LiveheatError("no --heat MAP given (.npy, .npz or a grey image)")
+    """No --heat: run the model on the image, print its top-5 classes, return the heatmap."""
+    from liveheat.backbone import Backbone
+    from liveheat.heatmaps import heatmap
+
+    bb = Backbone(args.model, layer=args.layer, threads=args.threads, input_size=args.input_size)
+    feats = bb(frame)
+    heat = heatmap(feats, method=args.method, target=args.target)
+    top = feats.top(5)
+    print(f"{bb.model_path.name}, layer {feats.layer}, method {args.method}:")
+    for rank, (idx, name, prob) in enumerate(top, 1):
+        print(f"  {rank}. {prob:6.1%}  {idx:4d}  {name}")
+    if not top:
+        print("  (the model has no class scores)")
+    return heat
+
+
+# ---------------------------------------------------------------- layers (model)
+def _add_layers(sub) -> None:
+    p = sub.add_parser("layers", help="list the feature maps (4-D tensors) of an ONNX model")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                   help="an .onnx file, 'int8', or nothing for the bundled model")
+    p.set_defaults(func=_cmd_layers)
+
+
+def _cmd_layers(args) -> int:
+    from liveheat.backbone import Backbone, layers_table
+
+    print(layers_table(Backbone(args.model, threads=1)))
+    return 0
 
 
 def read_image(path: str):
@@ -353,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="liveheat", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_image(sub)
+    _add_layers(sub)
     _add_run(sub)
     _add_demo(sub)
     _add_doctor(sub)
