@@ -609,12 +609,12 @@ class Source:
         except Exception as e:  # noqa: BLE001 - a capture thread must end the source, not vanish
             reader.error = reader.error or f"{self.name}: capture failed: {e}"
         finally:
+            reader.close()  # released before the consumer learns of the end
             with self._cond:
                 self._ended = True
                 if not self._stop.is_set():
                     self.error = reader.error
                 self._cond.notify_all()
-            reader.close()
 
     def read(self) -> Frame | None:
         """The next frame (recorded) or the newest unseen one (live); None at the end.

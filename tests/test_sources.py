@@ -354,3 +354,23 @@ def test_read_after_close_is_none_and_close_is_idempotent():
     live.close()
     assert live.read() is None
     assert not live._thread.is_alive()
+
+
+def test_camera_that_disconnects_ends_with_an_error():
+    # no camera here: the MJPEG server stands in for one, read through the camera code path
+    from liveheat.sources import Source, _CaptureReader
+
+    with MjpegServer(CLIP, fps=25, size=(160, 90), limit=10) as srv:
+        reader = _CaptureReader(
+            srv.url, kind="camera", name="camera 9", open_timeout=3, reconnect_timeout=30,
+            read_timeout=2, fps=None,
+        )  # fmt: skip
+        src = Source(reader, live=True)
+        assert src.read() is not None
+        srv.close()  # unplugged
+        rest = list(src)
+    assert len(rest) < 30
+    assert src.error == "camera 9 stopped delivering frames (disconnected?)"
+    src._thread.join(5)
+    assert not src._thread.is_alive()
+    src.close()

@@ -192,3 +192,62 @@ def test_escape_quits(xvfb, tmp_path):
         assert child.proc.wait(15) == 0
     finally:
         child.stop()
+
+
+def close_like_a_window_manager(display: str, window: int) -> None:
+    """Send WM_DELETE_WINDOW (what a window manager sends when its close button is clicked)."""
+    import ctypes
+    import ctypes.util
+
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+
+    class ClientMessage(ctypes.Structure):
+        _fields_ = [
+            ("type", ctypes.c_int),
+            ("serial", ctypes.c_ulong),
+            ("send_event", ctypes.c_int),
+            ("display", ctypes.c_void_p),
+            ("window", ctypes.c_ulong),
+            ("message_type", ctypes.c_ulong),
+            ("format", ctypes.c_int),
+            ("data", ctypes.c_long * 5),
+        ]
+
+    class XEvent(ctypes.Union):
+        _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+    x11.XSendEvent.argtypes = [
+        ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.POINTER(XEvent),
+    ]  # fmt: skip
+    x11.XFlush.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    dpy = x11.XOpenDisplay(display.encode())
+    assert dpy, f"cannot open {display}"
+    try:
+        event = XEvent()
+        event.xclient.type = 33  # ClientMessage
+        event.xclient.window = window
+        event.xclient.message_type = x11.XInternAtom(dpy, b"WM_PROTOCOLS", 0)
+        event.xclient.format = 32
+        event.xclient.data[0] = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", 0)
+        assert x11.XSendEvent(dpy, window, 0, 0, ctypes.byref(event))
+        x11.XFlush(dpy)
+    finally:
+        x11.XCloseDisplay(dpy)
+
+
+def test_closing_the_window_requests_stop(xvfb, tmp_path):
+    title = f"liveheat-close-{os.getpid()}"
+    child = Child(title, tmp_path, tmp_path / "child.log")
+    try:
+        child.wait_for(lambda s: s["ready"], "first frame shown", timeout=30)
+        window = int(xdotool("search", "--sync", "--name", title).split()[0])
+        close_like_a_window_manager(xvfb.display, window)
+        child.wait_for(lambda s: s["stop"] is True, "window closed: stop requested")
+        assert child.proc.wait(15) == 0
+    finally:
+        child.stop()
