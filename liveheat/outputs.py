@@ -329,8 +329,8 @@ def display_available(*, probe: bool = True) -> tuple[bool, str]:
     window (cached per display). Returns `(ok, reason)`; `reason` is one line either way.
 
     Examples:
-        >>> import os; os.environ.pop("DISPLAY", None); os.environ.pop("WAYLAND_DISPLAY", None)
-        >>> display_available()
+        >>> ok, reason = display_available()
+        >>> ok, reason                                     # doctest: +SKIP
         (False, 'no display (DISPLAY is not set)')
     """
     gui = _gui_backend()
@@ -638,7 +638,9 @@ class Window:
     `write(image, frame)` shows the image and handles keys (cv2.waitKey(1)); `.stop_requested`
     turns True on q/Esc or when the window is closed. While paused, call `poll()` so that keys
     (space to resume) still work. Raises LiveheatError when no display is available (checked
-    with `display_available()` first, so a missing display never aborts the process).
+    with `display_available()` first, so a missing display never aborts the process). The
+    window is resizable (aspect kept) and sized to each new image size, scaled down to fit
+    `max_size` (W, H), so three panels side by side still fit the screen.
 
     Examples:
         >>> win = Window(Settings(), title="liveheat")          # doctest: +SKIP
@@ -655,6 +657,7 @@ class Window:
         title: str = "liveheat",
         controls: Controls | None = None,
         screenshot_dir: str | os.PathLike = ".",
+        max_size: tuple[int, int] = (1600, 900),
     ) -> None:
         ok, why = display_available()
         if not ok:
@@ -671,7 +674,10 @@ class Window:
         self.frames_shown = 0
         self._last: np.ndarray | None = None
         self._closed = False
-        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        self.max_size = (int(max_size[0]), int(max_size[1]))
+        self._shape: tuple[int, int] | None = None
+        # resizable, aspect kept; sized to the image (scaled down to fit max_size, e.g. panels)
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
     def write(self, image: np.ndarray, frame: Any = None, *, features: Any = None) -> None:
         """Show one image (with help/toast/pause overlays) and handle pending keys."""
@@ -712,6 +718,11 @@ class Window:
                 _text_box(shown, notes, (0, y), scale=scale, thickness=thick, color=(0, 255, 255))
             if self.show_help:
                 draw_help(shown)
+        h, w = shown.shape[:2]
+        if self._shape != (h, w):  # first frame, or panels toggled: fit the window to it
+            self._shape = (h, w)
+            scale = min(1.0, self.max_size[0] / w, self.max_size[1] / h)
+            cv2.resizeWindow(self.title, max(1, round(w * scale)), max(1, round(h * scale)))
         cv2.imshow(self.title, shown)
 
     def _keys(self, delay_ms: int) -> None:
