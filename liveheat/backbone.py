@@ -645,8 +645,11 @@ class _Graph:
                     self.producers[o] = node
         self.types = {}
         for vi in list(g.value_info) + list(g.input) + list(g.output):
-            if vi.type.HasField("tensor_type"):
-                self.types[vi.name] = vi
+            known = self.types.get(vi.name)
+            if vi.type.HasField("tensor_type") and (
+                known is None or vi.type.tensor_type.HasField("shape")
+            ):
+                self.types[vi.name] = vi  # a declared output without a shape keeps the inferred one
         self.output_names = [o.name for o in g.output]
         self.layer_list = self._layer_list()
 

@@ -1,0 +1,381 @@
+"""Backbone: the bundled EfficientNet-Lite0 (fp32 and int8) and small ONNX models built here.
+
+Real model, real images (scikit-image), real onnxruntime; values checked, not just shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from conftest import skimage_bgr, tiny_cnn
+from onnx import TensorProto, helper, numpy_helper
+
+from liveheat.backbone import Backbone, Features, LayerInfo, layers_table, models_dir
+from liveheat.errors import LiveheatError
+from liveheat.heatmaps import heatmap
+
+CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+ESPRESSO = 967
+NATURAL = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "camera", "clock"]
+
+
+# ---------------------------------------------------------------- classification
+@pytest.mark.parametrize("variant", ["bb_fp32", "bb_int8"])
+def test_chelsea_is_a_cat_and_coffee_is_espresso(variant, chelsea, coffee, request):
+    bb = request.getfixturevalue(variant)
+    cat, cup = bb(chelsea), bb(coffee)
+    assert cat.top(1)[0][0] in CATS
+    assert "cat" in cat.top(1)[0][1]
+    idx, name, prob = cup.top(1)[0]
+    assert (idx, name) == (ESPRESSO, "espresso")
+    assert prob > 0.85
+    assert abs(float(cup.probs().sum()) - 1.0) < 1e-5
+    assert [t[0] for t in cup.top(5)] == list(np.argsort(-cup.logits)[:5])
+
+
+def test_features_describe_the_map(bb_fp32, chelsea):
+    feats = bb_fp32(chelsea)
+    assert isinstance(feats, Features)
+    assert feats.maps.shape == (1280, 7, 7) and feats.maps.dtype == np.float32
+    assert feats.logits.shape == (1000,) and feats.logits.dtype == np.float32
+    assert len(feats.labels) == 1000 and feats.labels[ESPRESSO] == "espresso"
+    assert feats.layer == "features" == bb_fp32.layer
+    assert feats.frame_shape == chelsea.shape[:2]
+    assert feats.valid == (0.0, 7.0, 0.0, 7.0)
+    assert feats.cam_weights.shape == (1000, 1280)
+    # features come after ReLU6: values in [0, 6]
+    assert feats.maps.min() >= 0 and feats.maps.max() <= 6.0 + 1e-5
+    # CAM weights are the classifier: pooled features @ W.T + b reproduces the logits
+    fc = {t.name: numpy_helper.to_array(t) for t in onnx.load(bb_fp32.model_path).graph.initializer}
+    np.testing.assert_allclose(feats.cam_weights, fc["fc.weight"])
+    logits = feats.cam_weights @ feats.maps.mean(axis=(1, 2)) + fc["fc.bias"]
+    np.testing.assert_allclose(logits, feats.logits, rtol=1e-4, atol=1e-3)
+
+
+def test_int8_cam_weights_are_the_dequantised_classifier(bb_fp32, bb_int8, chelsea):
+    w32 = bb_fp32(chelsea).cam_weights
+    w8 = bb_int8(chelsea).cam_weights
+    assert w8.shape == w32.shape == (1000, 1280)
+    assert not np.array_equal(w8, w32)  # really the int8 copy ...
+    step = np.abs(w32).max(axis=1, keepdims=True) / 127  # ... within half a quantisation step
+    assert np.all(np.abs(w8 - w32) <= step * 0.5 + 1e-6)
+    assert len(np.unique(w8[0])) <= 255
+
+
+def test_grey_bgra_and_16_bit_frames_are_accepted(bb_fp32, chelsea):
+    bgr = bb_fp32(chelsea)
+    bgra = bb_fp32(cv2.cvtColor(chelsea, cv2.COLOR_BGR2BGRA))
+    np.testing.assert_array_equal(bgra.logits, bgr.logits)
+    wide = bb_fp32(chelsea.astype(np.uint16) * 257)
+    assert wide.top(1)[0][0] == bgr.top(1)[0][0]  # resized before the 16 -> 8 bit rounding
+    np.testing.assert_allclose(wide.logits, bgr.logits, atol=0.1)
+    grey = bb_fp32(cv2.cvtColor(chelsea, cv2.COLOR_BGR2GRAY))
+    assert grey.maps.shape == bgr.maps.shape
+    assert not np.allclose(grey.logits, bgr.logits)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [None, np.zeros((0, 5, 3), np.uint8), np.zeros((8, 8, 5), np.uint8), np.zeros((2, 8, 8, 3))],
+    ids=["none", "empty", "5-channel", "4-d"],
+)
+def test_bad_frames_raise_liveheat_error(bb_fp32, frame):
+    with pytest.raises(LiveheatError, match="frame"):
+        bb_fp32(frame)
+
+
+# ---------------------------------------------------------------- geometry
+@pytest.mark.parametrize("quadrant", [0, 1, 2, 3])
+@pytest.mark.parametrize("name", ["chelsea", "coffee"])
+def test_cam_peak_falls_in_the_quadrant_holding_the_object(name, quadrant):
+    # the object (cat face / cup) pasted into one quadrant of a plain grey 448x448 frame
+    crop = {"chelsea": np.s_[20:260, 60:340], "coffee": np.s_[30:330, 120:480]}[name]
+    obj = skimage_bgr(name)[crop]
+    obj = cv2.resize(obj, (200, round(200 * obj.shape[0] / obj.shape[1])))
+    frame = np.full((448, 448, 3), 127, np.uint8)
+    oy = 12 if quadrant < 2 else 448 - 12 - obj.shape[0]
+    ox = 12 if quadrant % 2 == 0 else 448 - 12 - obj.shape[1]
+    frame[oy : oy + obj.shape[0], ox : ox + obj.shape[1]] = obj
+    bb = _bb448()
+    feats = bb(frame)
+    assert feats.top(1)[0][0] in (CATS if name == "chelsea" else [ESPRESSO])
+    heat = heatmap(feats, "cam")
+    assert heat.shape == (14, 14)
+    y, x = np.unravel_index(np.argmax(heat), heat.shape)
+    assert (y >= 7) * 2 + (x >= 7) == quadrant
+    q = heat[7 * (quadrant // 2) :, 7 * (quadrant % 2) :][:7, :7]
+    assert q.sum() > 0.6 * heat.sum()  # most of the evidence sits on the object
+
+
+_BB448: list[Backbone] = []
+
+
+def _bb448() -> Backbone:
+    if not _BB448:
+        _BB448.append(Backbone(input_size=448, threads=2))
+    return _BB448[0]
+
+
+def test_input_size_rounds_to_32_and_sets_the_map_size(chelsea):
+    bb = Backbone(input_size=300, threads=1)
+    assert bb.input_size == (288, 288)
+    assert bb(chelsea).maps.shape == (1280, 9, 9)
+    bb.input_size = (224, 320)
+    assert bb.input_size == (224, 320)
+    blob, geo = bb.preprocess(chelsea)
+    assert blob.shape == (1, 3, 224, 320) and blob.dtype == np.float32
+    assert geo.frame_shape == (300, 451) and geo.pad == (0, 0, 0, 0)
+    assert bb(chelsea).maps.shape == (1280, 7, 10)
+
+
+def test_preprocessing_matches_the_model_card(bb_fp32, coffee):
+    # RGB, stretch with INTER_LINEAR, (x - 127) / 128 (models/README.md)
+    blob, _ = bb_fp32.preprocess(coffee)
+    rgb = cv2.resize(coffee, (224, 224), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    want = ((rgb.astype(np.float32) - 127) / 128).transpose(2, 0, 1)[None]
+    np.testing.assert_allclose(blob, want, atol=1e-6)
+
+
+def test_letterbox_pads_with_the_mean_and_valid_excludes_the_padding(chelsea):
+    frame = np.full((300, 900, 3), 60, np.uint8)  # 3:1, cat on the left half
+    frame[:, :451] = chelsea
+    bb = Backbone(resize="letterbox", input_size=288, threads=1)
+    blob, geo = bb.preprocess(frame)
+    assert geo.input_shape == (288, 288)
+    t, b, left, r = geo.pad
+    assert (left, r) == (0, 0) and t + b == 288 - 96 and abs(t - b) <= 1
+    assert np.abs(blob[0, :, :t]).max() < 1 / 128 + 1e-6  # padding is the mean, i.e. ~0
+    assert np.abs(blob[0, :, t + 2 : 288 - b - 2]).max() > 0.2
+    feats = bb(frame)
+    assert feats.maps.shape == (1280, 9, 9)
+    y0, y1, x0, x1 = feats.valid
+    assert (x0, x1) == (0.0, 9.0)
+    assert y0 == pytest.approx(t / 32) and y1 == pytest.approx((288 - b) / 32)
+    heat = heatmap(feats, "cam")
+    assert heat.shape[1] / heat.shape[0] == pytest.approx(3.0, rel=0.1)  # the frame's aspect
+    cols = heat.sum(axis=0)
+    assert np.argmax(cols) < heat.shape[1] / 2  # the cat's half ...
+    assert cols[round(heat.shape[1] * 0.6) :].sum() < 0.05 * cols.sum()  # ... not the flat grey
+
+
+# ---------------------------------------------------------------- fp32 vs int8
+def test_int8_agrees_with_fp32_on_augmented_crops(bb_fp32, bb_int8):
+    rng = np.random.default_rng(7)
+    agree, corr, confident_miss = [], [], []
+    for name in NATURAL:
+        img = skimage_bgr(name)
+        for _ in range(4):
+            crop = _random_crop(img, rng)
+            a, b = bb_fp32(crop), bb_int8(crop)
+            t, p = a.top(1)[0][0], a.top(1)[0][2]
+            same = t == b.top(1)[0][0]
+            agree.append(same)
+            if not same and p > 0.5:
+                confident_miss.append((name, p))
+            ca, cb = heatmap(a, "cam", t), heatmap(b, "cam", t)
+            corr.append(np.corrcoef(ca.ravel(), cb.ravel())[0, 1])
+    assert len(agree) == 28
+    assert np.mean(agree) >= 0.85, f"top-1 agreement {np.mean(agree):.0%}"
+    assert not confident_miss  # int8 only disagrees where fp32 itself is unsure
+    assert np.median(corr) >= 0.98 and min(corr) > 0.9
+
+
+def _random_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    area = rng.uniform(0.35, 1.0) * h * w
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    ch = int(min(h, round(np.sqrt(area / aspect))))
+    cw = int(min(w, round(np.sqrt(area * aspect))))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = img[y : y + ch, x : x + cw]
+    crop = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return cv2.convertScaleAbs(crop, alpha=rng.uniform(0.85, 1.15), beta=rng.uniform(-15, 15))
+
+
+# ---------------------------------------------------------------- layers of the bundled model
+def test_bundled_layers_list_feature_maps_only(bb_fp32):
+    layers = bb_fp32.layers()
+    assert all(isinstance(x, LayerInfo) and len(x.shape) == 4 for x in layers)
+    by_name = {x.name: x for x in layers}
+    assert by_name["features"] == LayerInfo(
+        "features", "Clip", ("batch", 1280, "height_32", "width_32")
+    )
+    assert by_name["blocks.10"].shape[:2] == ("batch", 112)
+    for i in range(16):
+        assert f"blocks.{i}" in by_name
+    assert not any(x.name.endswith(".weight") or x.name.endswith(".bias") for x in layers)
+    assert "pooled" not in by_name and "logits" not in by_name  # 1x1 and 2-D: not maps
+    assert [x.name for x in layers].index("stem") < [x.name for x in layers].index("features")
+    table = layers_table(bb_fp32).splitlines()
+    assert table[0].split() == ["name", "op", "shape", "note"]
+    assert len(table) == len(layers) + 2
+    assert any(line.startswith("features ") and "default, cam" in line for line in table)
+
+
+@pytest.mark.parametrize("variant", [None, "int8"])
+def test_stride16_layer_is_exposed(variant, chelsea):
+    bb = Backbone(variant, layer="blocks.10", input_size=(256, 352), threads=2)
+    feats = bb(chelsea)
+    assert feats.maps.shape == (112, 16, 22)
+    assert feats.layer == "blocks.10" and feats.cam_weights is None
+    assert feats.top(1)[0][0] in CATS  # the logits still come along
+    assert Backbone(variant, layer="stride16", threads=1).layer == "blocks.10"  # metadata alias
+
+
+def test_int8_features_layer_keeps_cam(bb_int8, chelsea):
+    feats = bb_int8(chelsea)
+    assert feats.layer == "features" and feats.cam_weights is not None
+    assert bb_int8.head_layer in {x.name for x in bb_int8.layers()}
+
+
+# ---------------------------------------------------------------- a second, different model
+def test_small_model_layers_and_exposed_values(tiny_model, chelsea):
+    path, w = tiny_model
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    bb = Backbone(path, threads=1)
+    names = [(x.name, x.op_type) for x in bb.layers()]
+    assert names == [("conv1", "Conv"), ("relu1", "Relu"), ("conv2", "Conv"), ("relu2", "Relu")]
+    assert [x.shape[:2] for x in bb.layers()] == [("batch", c) for c in (8, 8, 16, 16)]
+    assert bb.layer == "relu2" and bb.head_layer == "relu2"  # the tensor the head pools
+    assert bb.input_size == (224, 224)  # no metadata: ImageNet conventions
+    assert bb.labels is None
+
+    layer = Backbone(
+        path, layer="relu1", threads=1, mean=0, std=1, scale=1 / 255, channel_order="BGR"
+    )
+    feats = layer(chelsea)
+    assert feats.maps.shape == (8, 224, 224) and feats.cam_weights is None
+    blob, _ = layer.preprocess(chelsea)
+    # relu1 = relu(1x1 conv): check the exposed tensor against numpy
+    want = np.einsum("oc,chw->ohw", w["conv1.w"][:, :, 0, 0], blob[0]) + w["conv1.b"][:, None, None]
+    np.testing.assert_allclose(feats.maps, np.maximum(want, 0), rtol=1e-4, atol=1e-5)
+    bgr = cv2.resize(chelsea, (224, 224), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    np.testing.assert_allclose(blob[0], bgr.transpose(2, 0, 1) / 255, atol=1e-6)
+    assert feats.top(1)[0][1] == str(feats.top(1)[0][0])  # no names: index as text
+    # nothing written beside the user's file
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.onnx"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("head", ["gemm", "matmul"])
+def test_small_model_cam_weights_found_through_either_head(tmp_path, head, chelsea):
+    path = tmp_path / f"{head}.onnx"
+    w = tiny_cnn(path, head=head, classes=4)
+    bb = Backbone(path, threads=1)
+    feats = bb(chelsea)
+    np.testing.assert_allclose(feats.cam_weights, w["fc.w"])
+    assert feats.logits.shape == (4,)
+    np.testing.assert_allclose(
+        feats.cam_weights @ feats.maps.mean(axis=(1, 2)) + w["fc.b"],
+        feats.logits,
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    t = int(np.argmax(feats.logits))
+    want = np.maximum(np.einsum("c,chw->hw", w["fc.w"][t], feats.maps), 0)
+    np.testing.assert_allclose(heatmap(feats, "cam"), want, rtol=1e-5, atol=1e-6)
+
+
+def test_model_without_head_has_no_logits_and_no_cam(tmp_path, chelsea):
+    path = tmp_path / "nohead.onnx"
+    tiny_cnn(path, head="none", metadata={"liveheat.input_size": "96,128"})
+    bb = Backbone(path, threads=1)
+    assert bb.input_size == (96, 128)
+    feats = bb(chelsea)
+    assert feats.logits is None and feats.cam_weights is None and feats.top() == []
+    assert feats.maps.shape == (16, 48, 64)
+    with pytest.raises(LiveheatError, match="eigen"):
+        heatmap(feats, "cam")
+    assert heatmap(feats, "eigen").shape == (48, 64)
+
+
+def test_unavailable_provider_falls_back_to_cpu_with_one_warning(tiny_model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bb = Backbone(tiny_model[0], providers=["CUDAExecutionProvider", "cpu"], threads=1)
+    assert len(caught) == 1 and "'CUDAExecutionProvider' not available" in str(caught[0].message)
+    assert bb.providers == ["CPUExecutionProvider"]
+
+
+def test_threads_and_spinning_reach_the_session(tiny_model):
+    bb = Backbone(tiny_model[0], threads=2, spinning=False)
+    opts = bb.session.get_session_options()
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+# ---------------------------------------------------------------- bad models and layers
+def test_missing_model_file(tmp_path):
+    with pytest.raises(LiveheatError, match="not found"):
+        Backbone(tmp_path / "nope.onnx")
+
+
+def test_missing_bundled_model_names_the_export_script(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVEHEAT_MODELS", str(tmp_path))
+    assert models_dir() == tmp_path
+    with pytest.raises(LiveheatError, match="export_efficientnet_lite0.py"):
+        Backbone("int8")
+
+
+def test_file_that_is_not_onnx(tmp_path, chelsea):
+    png = tmp_path / "cat.onnx"
+    cv2.imwrite(str(png.with_suffix(".png")), chelsea)
+    png.write_bytes(png.with_suffix(".png").read_bytes())
+    with pytest.raises(LiveheatError, match="not a readable ONNX model"):
+        Backbone(png)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(LiveheatError, match="empty"):
+        Backbone(empty)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_truncated_model(tmp_path, bb_fp32, keep):
+    data = bb_fp32.model_path.read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(LiveheatError, match="ONNX|onnxruntime"):
+        Backbone(cut)
+
+
+def test_model_without_image_input(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
+    w = numpy_helper.from_array(np.ones((16, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mlp", [x], [y], [w])
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(LiveheatError, match="no image-like input"):
+        Backbone(path)
+
+
+def test_layer_that_is_not_4d(tiny_model):
+    with pytest.raises(LiveheatError, match="2-D.*must be 4-D"):
+        Backbone(tiny_model[0], layer="scores")
+
+
+def test_misspelt_layer_lists_the_closest_names(bb_fp32):
+    with pytest.raises(LiveheatError, match="did you mean 'features'") as e:
+        Backbone(layer="featurs")
+    assert "liveheat layers" in str(e.value)
+    with pytest.raises(LiveheatError, match="blocks.1"):
+        Backbone(layer="block.10")
+
+
+def test_bad_model_never_crashes_the_process(tmp_path, bb_fp32):
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(bb_fp32.model_path.read_bytes()[:100_000])
+    for args in (["layers", str(cut)], ["layers", str(tmp_path / "missing.onnx")]):
+        r = subprocess.run(
+            [sys.executable, "-m", "liveheat", *args], capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("liveheat: error: ") and r.stderr.count("\n") == 1
+        assert "Traceback" not in r.stderr
