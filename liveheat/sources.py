@@ -574,7 +574,10 @@ class Source:
         index = self._index
         self._index += 1
         self.captured += 1
-        timestamp = index / self.fps if self.fps else reader.position_s()
+        if not reader.seekable:  # a camera or stream read in order: wall-clock capture time
+            timestamp = time.monotonic()
+        else:
+            timestamp = index / self.fps if self.fps else reader.position_s()
         return Frame(image, index, timestamp, self.fps)
 
     # -- live
@@ -731,9 +734,10 @@ def open_source(
     an image sequence (default 25) or overrides what a file reports. Cameras and URLs that do not
     deliver a frame within `open_timeout` s raise LiveheatError; a URL that breaks later is
     reopened with back-off (0.25 s doubling to 4 s) for up to `reconnect_timeout` s, then the
-    source ends with `.error` set. Image folders and globs are sorted naturally (2 before 10);
-    unreadable images are skipped with a logged warning (listed in `.skipped`); images of another
-    size are resized to the first one's size.
+    source ends with `.error` set; a stream read stalled for `read_timeout` s counts as broken.
+    A camera that stops delivering frames for 1 s ends the source with `.error` set. Image
+    folders and globs are sorted naturally (2 before 10); unreadable images are skipped with a
+    logged warning (listed in `.skipped`); images of another size are resized to the first's.
 
     Examples:
         >>> src = open_source("liveheat/data/bigbuckbunny.mp4")
