@@ -68,6 +68,7 @@ class RunStats:
         "top_score",
         "uptime_s",
         "error",
+        "queue_max",
     )
 
     def __init__(self) -> None:
@@ -81,6 +82,7 @@ class RunStats:
         self.top_class: str | None = None
         self.top_score: float | None = None
         self.error: str | None = None
+        self.queue_max = 0  # the deepest any queue between two stages has been
         self._t_cap: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._t_inf: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._t_out: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
@@ -166,6 +168,7 @@ class RunStats:
                 "top_score": self.top_score,
                 "uptime_s": uptime,
                 "error": self.error,
+                "queue_max": self.queue_max,
             }
 
     def summary(self, output: str | os.PathLike | None = None) -> str:
@@ -375,6 +378,10 @@ class Runner:
         """True once a stop was requested (or an error stopped the run)."""
         return self._stopping
 
+    def _saw_depth(self, depth: int) -> None:
+        if depth > self.stats.queue_max:
+            self.stats.queue_max = depth
+
     def _fail(self, exc: BaseException) -> None:
         with self._error_lock:
             if self._error is None:
@@ -533,6 +540,7 @@ class Runner:
                     continue
                 if job is _END:
                     break
+                self._saw_depth(q_in.qsize() + 1)
                 if self.live:
                     newest = self._newest
                     if newest is not None:
@@ -712,6 +720,7 @@ class Runner:
                 continue
             if item is _END:
                 return
+            self._saw_depth(q_out.qsize() + 1)
             image, last = item
             if self._write(image, last, repeat=False):
                 return

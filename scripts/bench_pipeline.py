@@ -1,0 +1,197 @@
+"""Benchmark the threaded Runner against a plain serial loop of the same parts, and live latency.
+
+Usage: python scripts/bench_pipeline.py [--frames 300] [--repeats 3] [--live-seconds 8]
+
+Recorded: the bundled 720p 25 fps clip, looped to --frames, annotated (read -> infer -> heatmap
+-> overlay + HUD -> write .mp4) by a serial loop and by the pipelined Runner, alternately, in one
+run. Targets on a 2-core machine: pipelined >= 1.4x serial and >= 50 fps (2x real time).
+Live: the clip as a camera paced at 30 fps, the Runner recording it; latency capture -> written.
+Target: p95 <= 2 frame periods (66.7 ms) with no growing queue (queue max stays 1; the frames
+the display cannot take are dropped, counted). Prints medians over --repeats, a table, ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import onnxruntime as ort
+
+import liveheat
+from liveheat.backbone import Backbone
+from liveheat.config import build_settings
+from liveheat.heatmaps import heatmap
+from liveheat.outputs import VideoSink, draw_hud
+from liveheat.overlay import overlay
+from liveheat.pipeline import Runner
+from liveheat.settings import Settings
+from liveheat.sources import open_source
+
+CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
+CLIP_FPS = 25.0
+LIVE_FPS = 30.0
+
+
+def configs(args) -> list[tuple[str, Settings]]:
+    """The rows to measure, as (label, settings); every row gets serial, pipelined and live.
+
+    Hook for presets: append e.g. `("preset edge", <Settings with the edge preset applied>)`
+    here (and a flag to pick rows if it gets slow); the table and ratios follow automatically.
+    """
+    rows = [("default (fp32 224)", Settings(threads=args.threads))]
+    # `liveheat run --preset edge` (its own threads = cores - 1 unless --threads is given)
+    edge = build_settings({"threads": args.threads}, preset="edge")
+    rows.append((f"preset edge (int8 {edge.input_size})", edge))
+    return rows
+
+
+def make_backbone(settings: Settings, *, spinning: bool | None) -> Backbone:
+    return Backbone(
+        settings.model,
+        layer=settings.layer,
+        threads=settings.threads,
+        input_size=settings.input_size,
+        spinning=spinning,
+    )
+
+
+def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> float:
+    """The plain loop a user writes, same parts as the Runner: fps (open to file closed)."""
+    snap = settings.snapshot()
+    t0 = time.perf_counter()
+    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size) as sink:
+        feats = None
+        for i in range(frames):
+            frame = src.read()
+            if feats is None or i % snap.every == 0:  # --every N: the Runner's inference rate
+                feats = backbone(frame.image)
+            heat = heatmap(feats, method=snap.method, target=snap.target)
+            image = overlay(
+                frame.image,
+                heat,
+                alpha=snap.alpha,
+                colormap=snap.colormap,
+                mode=snap.mode,
+                norm=snap.norm,
+                threshold=snap.threshold,
+            )
+            if snap.hud:
+                _, name, prob = feats.top(1)[0]
+                lines = [f"{name} {prob:.0%}", f"{snap.method} @ {feats.layer}", "0 fps  0 ms"]
+                draw_hud(image, lines, colorbar=(snap.colormap, float(heat.min()), heat.max()))
+            sink.write(image, frame)
+    return frames / (time.perf_counter() - t0)
+
+
+def pipelined(settings: Settings, backbone: Backbone, frames: int, out: Path) -> float:
+    t0 = time.perf_counter()
+    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size) as sink:
+        stats = Runner(
+            src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=frames
+        ).run()
+    assert stats.frames_out == frames, stats.snapshot()
+    return frames / (time.perf_counter() - t0)
+
+
+def live(settings: Settings, backbone: Backbone, seconds: float, out: Path) -> dict:
+    n = int(seconds * LIVE_FPS)
+    with open_source(CLIP, live=True, loop=True, fps=LIVE_FPS) as src:
+        with VideoSink(out, fps=LIVE_FPS, size=src.size) as sink:
+            stats = Runner(
+                src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=n
+            ).run()
+        snap = stats.snapshot()
+        snap["captured"] = src.captured
+    snap["output_rate"] = snap["frames_out"] / snap["uptime_s"]
+    return snap
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300, help="recorded frames per run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--live-seconds", type=float, default=8.0)
+    ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    args = ap.parse_args()
+    print(
+        f"liveheat {liveheat.__version__}, OpenCV {cv2.__version__}, onnxruntime "
+        f"{ort.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; clip "
+        f"{CLIP.name} 1280x720 {CLIP_FPS:g} fps looped to {args.frames} frames; medians of "
+        f"{args.repeats}\n"
+    )
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.mp4"
+        for label, settings in configs(args):
+            bb_serial = make_backbone(settings, spinning=None)  # the loop's best: default spin
+            bb_threads = make_backbone(settings, spinning=False)  # as the Runner makes it
+            bb_serial(_first_frame())
+            bb_threads(_first_frame())
+            ser, pip, lives = [], [], []
+            for r in range(args.repeats):
+                ser.append(serial(settings, bb_serial, args.frames, out))
+                pip.append(pipelined(settings, bb_threads, args.frames, out))
+                lives.append(live(settings, bb_threads, args.live_seconds, out))
+                print(
+                    f"  {label} repeat {r + 1}: serial {ser[-1]:.1f} fps, pipelined "
+                    f"{pip[-1]:.1f} fps, live p95 {lives[-1]['latency_ms_p95']:.1f} ms",
+                    file=sys.stderr,
+                )
+            results.append((label, ser, pip, lives))
+
+    period = 1000.0 / LIVE_FPS
+    head = (
+        f"{'config':<22} {'serial fps':>10} {'pipe fps':>9} {'pipe/ser':>8} {'x realtime':>10}"
+        f" | {'live p50 ms':>11} {'p95 ms':>7} {'p95/period':>10} {'out fps':>7} "
+        f"{'infer fps':>9} {'dropped':>7} {'queue max':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    ok = True
+    for label, ser, pip, lives in results:
+        s, p = statistics.median(ser), statistics.median(pip)
+        p50 = statistics.median(x["latency_ms_p50"] for x in lives)
+        p95 = statistics.median(x["latency_ms_p95"] for x in lives)
+        out_fps = statistics.median(x["output_rate"] for x in lives)
+        inf_fps = statistics.median(x["frames_inferred"] / x["uptime_s"] for x in lives)
+        dropped = statistics.median(x["dropped"] for x in lives)
+        qmax = max(x["queue_max"] for x in lives)
+        print(
+            f"{label:<22} {s:>10.1f} {p:>9.1f} {p / s:>8.2f} {p / CLIP_FPS:>10.2f}"
+            f" | {p50:>11.1f} {p95:>7.1f} {p95 / period:>10.2f} {out_fps:>7.1f} "
+            f"{inf_fps:>9.1f} {dropped:>7.0f} {qmax:>9d}"
+        )
+        if label == results[0][0]:  # issue 4's targets are the default row's; presets compare
+            ok &= p / s >= 1.4 and p >= 2 * CLIP_FPS and p95 <= 2 * period and qmax <= 1
+    print(
+        f"\ntargets: pipe/ser >= 1.40, pipelined >= {2 * CLIP_FPS:.0f} fps (2x real time), "
+        f"live p95 <= {2 * period:.1f} ms (2 periods at {LIVE_FPS:g} fps), queue max 1 "
+        f"({results[0][0]}): "
+        + ("all met" if ok else "NOT all met")
+    )
+    if len(results) > 1:  # each row against the first (the default), same run
+        base = results[0]
+        for label, _ser, pip, lives in results[1:]:
+            pip_ratio = statistics.median(pip) / statistics.median(base[2])
+            ref = [statistics.median(x[f"latency_ms_p{q}"] for x in base[3]) for q in (50, 95)]
+            mine = [statistics.median(x[f"latency_ms_p{q}"] for x in lives) for q in (50, 95)]
+            print(
+                f"{label} vs {base[0]}: pipelined fps x{pip_ratio:.2f}, live latency p50 "
+                f"x{mine[0] / ref[0]:.2f}, p95 x{mine[1] / ref[1]:.2f}"
+            )
+    return 0
+
+
+def _first_frame():
+    with open_source(CLIP) as src:
+        return src.read().image
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
