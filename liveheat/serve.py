@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import socket
+import socketserver
 import threading
 import time
 from collections import deque
@@ -41,6 +43,7 @@ LIVE_KEYS = (
     "smooth",
 )
 _MAX_BODY = 16 * 1024
+_SPARE_CONNECTIONS = 32  # short requests (page, stats, snapshot) beyond the viewers
 
 
 class StreamServer:
@@ -284,7 +287,17 @@ class _HTTPServer(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, handler)
 
+    def server_bind(self) -> None:  # HTTPServer's getfqdn() can wait on DNS for a wildcard host
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
     def process_request(self, request, client_address):  # track threads so close() can join them
+        with self.owner._reg_lock:
+            crowded = len(self.owner._threads) >= self.owner.max_clients + _SPARE_CONNECTIONS
+        if crowded:  # idle or half-open connections must not grow threads without bound
+            self.shutdown_request(request)
+            return
         t = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
@@ -384,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status, obj: dict, extra: dict | None = None) -> None:
-        body = json.dumps(obj, default=_jsonable).encode("utf-8")
+        body = json.dumps(_clean(obj), default=_jsonable, allow_nan=False).encode("utf-8")
         self._send(status, "application/json", body, extra)
 
     def _snapshot(self) -> None:
@@ -456,6 +469,19 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             owner._leave_stream(dropped)
             self.close_connection = True
+
+
+def _clean(o: Any) -> Any:
+    """JSON has no NaN/Infinity (a browser's JSON.parse rejects them): those become null."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
 
 
 def _jsonable(o: Any) -> Any:

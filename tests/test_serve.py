@@ -266,6 +266,25 @@ def test_beyond_max_clients_gets_503_and_a_slot_frees_when_one_leaves(small):
         d.close()
 
 
+def test_idle_connections_cannot_grow_threads_without_bound():
+    with StreamServer(max_clients=2, send_timeout=30) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(60)]
+        # connections beyond the cap are closed at once; the others wait for their request
+        refused = 0
+        for s in idle[-20:]:
+            s.settimeout(5)
+            try:
+                refused += s.recv(1) == b""
+            except ConnectionResetError:
+                refused += 1
+        assert refused == 20
+        assert len(srv._threads) <= 2 + 32
+        for s in idle:
+            s.close()
+        assert _wait_for(lambda: len(srv._threads) == 0)
+        assert _get(srv.url + "stats")[0] == 200
+
+
 # ---------------------------------------------------------------------- access
 def test_token_is_required_on_every_route():
     with StreamServer(token="s3cr\u00e9t") as srv:
@@ -335,7 +354,13 @@ def test_stats_json_merges_runner_stats_with_server_counts(small):
 
     def stats() -> dict:
         calls.append(1)
-        return {"output_fps": np.float64(24.5), "latency_ms_p50": 31.0, "top_class": "hare"}
+        return {
+            "output_fps": np.float64(24.5),
+            "latency_ms_p50": 31.0,
+            "latency_ms_p95": float("nan"),  # JSON has no NaN: it must arrive as null
+            "top_class": "hare",
+            "frames_out": np.int64(7),
+        }
 
     settings = Settings(colormap="turbo")
     with StreamServer(stats=stats, settings=settings) as srv, Feeder(srv, small):
@@ -347,6 +372,7 @@ def test_stats_json_merges_runner_stats_with_server_counts(small):
     s = json.loads(raw)
     assert status == 200 and calls
     assert s["fps"] == 24.5 and s["latency_ms_p50"] == 31.0 and s["top_class"] == "hare"
+    assert s["latency_ms_p95"] is None and s["frames_out"] == 7 and b"NaN" not in raw
     assert s["clients"] == 1 and s["max_clients"] == 8 and s["uptime_s"] >= 0
     assert s["settings"]["colormap"] == "turbo"
 
