@@ -205,7 +205,7 @@ def test_nothing_is_encoded_while_nobody_watches(small):
 
 def test_stalled_client_does_not_slow_a_second_client(big):
     # 720p frames (~150 kB as JPEG) fill a stalled client's socket buffers within a few frames
-    with StreamServer(send_timeout=1.0) as srv, Feeder(srv, big):
+    with StreamServer(send_timeout=2.0) as srv, Feeder(srv, big):
         stalled = MjpegReader(srv.port, rcvbuf=4096)  # sends its request, never reads
         assert _wait_for(lambda: srv.clients == 1)
         second = MjpegReader(srv.port)
