@@ -367,6 +367,7 @@ class Runner:
         self._ran = False
         self._bar: Any = None
         self._render_lock = threading.Lock()
+        self._c_class: tuple = (None, None, "")
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -413,7 +414,7 @@ class Runner:
                     old = q.get_nowait()
                 except Empty:
                     continue
-                if old is not _END:
+                if old is not _END and not self.settings.paused:
                     self.stats.dropped_pipeline += 1  # only this thread writes it
 
     def _get(self, q: Queue) -> tuple[bool, Any]:
@@ -606,6 +607,25 @@ class Runner:
             self._draw_hud(image, job, snap, heat, lo, hi)
         return image
 
+    def _class_line(self, features: Any, target: Any) -> str:
+        """'tabby 53%' for the frame's own features (top-1, or the target); cached per map."""
+        key = (id(features), target)
+        if self._c_class[0] == key and self._c_class[1] is features:
+            return self._c_class[2]
+        text = ""
+        probs = features.probs() if hasattr(features, "probs") else None
+        if probs is not None:
+            if target is None:
+                index = int(probs.argmax())
+            else:
+                from liveheat.heatmaps import target_index
+
+                index = target_index(features, _parse_target(target))
+            name = features.label(index).split(",")[0]  # 'gorilla, Gorilla gorilla' -> 'gorilla'
+            text = f"{name} {float(probs[index]):.0%}" + ("" if target is None else " (target)")
+        self._c_class = (key, features, text)
+        return text
+
     def _draw_hud(self, image, job, snap, heat, lo, hi) -> None:
         from liveheat.outputs import draw_hud
 
@@ -615,10 +635,9 @@ class Runner:
         if heat is None:
             lines.append("waiting for the first heatmap")
         else:
-            if st.top_class is not None and snap.target is None:
-                lines.append(f"{st.top_class} {st.top_score:.0%}")
-            elif snap.target is not None:
-                lines.append(f"target {snap.target}")
+            label = self._class_line(job.features, snap.target)
+            if label:
+                lines.append(label)
             layer = getattr(job.features, "layer", None) or snap.layer or ""
             lines.append(f"{snap.method} @ {layer}" if layer else snap.method)
         perf = f"{out_fps:.0f} fps  {lat:.0f} ms"

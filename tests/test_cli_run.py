@@ -217,3 +217,15 @@ def test_demo_writes_liveheat_demo_mp4_in_the_current_dir(tmp_path):
     assert "132 frames in, 132 out" in r.stdout and "liveheat-demo.mp4" in r.stdout
     n, fps, size, _ = read_video(tmp_path / "liveheat-demo.mp4")
     assert (n, size) == (N_CLIP, (1280, 720)) and fps == pytest.approx(25.0)
+
+
+def test_stream_url_as_a_live_source(tmp_path):
+    from tests.helpers.mjpeg_server import MjpegServer
+
+    out = tmp_path / "out.avi"
+    with MjpegServer(CLIP, fps=25, size=(320, 180), limit=40) as srv:
+        r = liveheat_cmd("run", srv.url, "-o", out, "--max-frames", "20", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "20 out" in r.stdout
+    n, fps, size, _ = read_video(out)
+    assert n == 20 and size == (320, 180)
