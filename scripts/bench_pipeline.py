@@ -172,8 +172,7 @@ def main() -> int:
     print(
         f"\ntargets: pipe/ser >= 1.40, pipelined >= {2 * CLIP_FPS:.0f} fps (2x real time), "
         f"live p95 <= {2 * period:.1f} ms (2 periods at {LIVE_FPS:g} fps), queue max 1 "
-        f"({results[0][0]}): "
-        + ("all met" if ok else "NOT all met")
+        f"({results[0][0]}): " + ("all met" if ok else "NOT all met")
     )
     if len(results) > 1:  # each row against the first (the default), same run
         base = results[0]
