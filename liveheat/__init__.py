@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 # eager: the module liveheat/overlay.py shares its name with the function `liveheat.overlay`
-from liveheat.overlay import colorize, normalize, overlay, panels  # noqa: E402
+from liveheat.overlay import colorize, normalize, overlay, panels  # noqa: E402, F401
 
 _LAZY = {
     "Backbone": "liveheat.backbone",

@@ -1,4 +1,4 @@
-"""One place for every setting that a flag, a key press, a config file or the stream page can change.
+"""One place for every setting that a flag, a key, a config file or the stream page can change.
 
 The pipeline reads a `Settings` object on every frame, so changing a field takes effect live.
 """
