@@ -21,7 +21,8 @@ def heatmap(features: Features, method: str = "cam", target: int | str | None = 
     """One 2D float32 map for a frame, cropped to the part of the map grid that covers the frame.
 
     `method`: "cam" (class activation map of `target`: index, name, or None = top-1),
-    "eigen" (first principal component of the activations, sign anchored to the class CAM or
+    "eigen" (first principal component of the activations; its sign anchored to the CAM of
+    `target`, with no target to the probability-weighted class CAM, without a classifier to
     the channel mean), "mean", "max", "norm" (L2 over channels), "channel:K".
     The result maps exactly onto the frame: `overlay(frame, heatmap(feats))` resizes it.
     CAM is ReLU'd (negative evidence -> 0); the other methods keep their sign.
@@ -140,14 +141,18 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     c, h, w = features.maps.shape
     a = features.maps.reshape(c, h * w)
     a = a - a.mean(axis=1, keepdims=True)  # centre each channel over the positions
-    if features.cam_weights is not None and features.logits is not None:
-        anchor = _cam_raw(features, target).ravel()
+    if features.cam_weights is not None and features.logits is not None and target is not None:
+        anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
+    elif features.cam_weights is not None and features.logits is not None:
+        # no target: the probability-weighted class CAM; unlike the top-1 CAM it does not jump
+        # when two near-equal classes swap places between frames
+        anchor = (features.probs() @ features.cam_weights) @ a
     else:
         anchor = features.maps.mean(axis=0).ravel()
     anchor = anchor - anchor.mean()
     u, lam = top_eigvec(a, anchor)
     proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
-    # the sign of an eigenvector is arbitrary: point it along the class CAM (else the mean)
+    # the sign of an eigenvector is arbitrary: point it along the anchor
     if float(np.dot(proj.ravel(), anchor)) < 0:
         proj = -proj
     return proj
@@ -223,13 +228,17 @@ class TemporalSmoother:
 
     `factor` in [0, 1) is the weight of the past (0 = off). `.vmin/.vmax` follow the maps'
     range the same way: pass them to `overlay(norm="fixed", vmin=..., vmax=...)` so the
-    colours do not pump. A scene cut (correlation with the running map below
-    `cut_threshold`) or a change of map size restarts the average.
+    colours do not pump. A scene cut restarts the average, as does a change of map size.
+    Cuts are found by correlation below `cut_threshold` (None: never): of the pooled
+    feature vectors when `features` are passed (reliable: consecutive frames of a shot
+    correlate > 0.9, different scenes ~0), else of the map with the running map (weaker:
+    CNN maps share a centre bias, and a CAM changes when the top-1 class changes).
 
     Examples:
         >>> smooth = TemporalSmoother(0.6)
         >>> for frame in frames:                           # doctest: +SKIP
-        ...     heat = smooth(heatmap(bb(frame)))
+        ...     feats = bb(frame)
+        ...     heat = smooth(heatmap(feats), features=feats)
         ...     out = overlay(frame, heat, norm="fixed", vmin=smooth.vmin, vmax=smooth.vmax)
     """
 
@@ -245,16 +254,27 @@ class TemporalSmoother:
     def reset(self) -> None:
         """Forget the past: the next map is passed through unchanged."""
         self._heat: np.ndarray | None = None
+        self._pooled: np.ndarray | None = None
         self.vmin: float | None = None
         self.vmax: float | None = None
 
-    def __call__(self, heat: np.ndarray) -> np.ndarray:
-        """Blend `heat` into the running map and return the smoothed map (float32, same shape)."""
+    def __call__(self, heat: np.ndarray, features: Features | None = None) -> np.ndarray:
+        """Blend `heat` into the running map; return the smoothed map (float32, same shape).
+
+        Examples:
+            >>> TemporalSmoother(0.5)(np.ones((2, 2), np.float32)).tolist()
+            [[1.0, 1.0], [1.0, 1.0]]
+        """
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
         lo, hi = float(heat.min()), float(heat.max())
+        pooled = None if features is None else features.maps.mean(axis=(1, 2))
         prev = self._heat
-        if prev is not None and (prev.shape != heat.shape or self._is_cut(prev, heat)):
+        if prev is not None and prev.shape != heat.shape:
             prev = None
+        elif prev is not None and self._is_cut(prev, heat, pooled):
+            self.cuts += 1
+            prev = None
+        self._pooled = pooled
         if prev is None or self.factor == 0.0:
             self._heat = heat.copy()
             self.vmin, self.vmax = lo, hi
@@ -267,14 +287,19 @@ class TemporalSmoother:
         self.vmax = self.factor * self.vmax + (1 - self.factor) * hi
         return out.copy()
 
-    def _is_cut(self, prev: np.ndarray, heat: np.ndarray) -> bool:
+    def _is_cut(self, prev: np.ndarray, heat: np.ndarray, pooled: np.ndarray | None) -> bool:
         if self.cut_threshold is None:
             return False
-        a, b = prev.ravel() - prev.mean(), heat.ravel() - heat.mean()
-        den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-        if den == 0.0:
-            return False
-        if float(np.dot(a, b)) / den < self.cut_threshold:
-            self.cuts += 1
-            return True
-        return False
+        if pooled is not None and self._pooled is not None and pooled.shape == self._pooled.shape:
+            r = _corr(self._pooled, pooled)
+        else:
+            r = _corr(prev, heat)
+        return r is not None and r < self.cut_threshold
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays; None when either is constant."""
+    a = a.ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return None if den == 0.0 else float(np.dot(a, b)) / den
