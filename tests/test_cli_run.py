@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import liveheat
+from tests.test_window import xvfb  # noqa: F401 - the private X server fixture
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 N_CLIP = 132
@@ -229,3 +230,46 @@ def test_stream_url_as_a_live_source(tmp_path):
     assert "20 out" in r.stdout
     n, fps, size, _ = read_video(out)
     assert n == 20 and size == (320, 180)
+
+
+def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F811
+    """Under Xvfb: 'm' switches cam -> eigen mid-run (the dumped maps show it), 'q' ends it."""
+    import shutil
+
+    from liveheat.backbone import Backbone
+    from liveheat.heatmaps import heatmap
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed")
+    out, maps = tmp_path / "out.avi", tmp_path / "maps.npz"
+    cmd = [sys.executable, "-m", "liveheat", "run", str(CLIP), "-o", str(out)]
+    cmd += ["--dump-maps", str(maps), "--input-size", "128", "--max-fps", "10"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def xdotool(*args):
+            r = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.split()
+
+        window = xdotool("search", "--sync", "--name", "liveheat")[0]
+        time.sleep(1.0)  # some frames with cam
+        xdotool("key", "--window", window, "m")
+        time.sleep(1.5)  # some frames with eigen
+        xdotool("key", "--window", window, "q")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert 0 < frames_out(stdout) < N_CLIP  # q stopped the run early
+    with np.load(maps) as z:
+        first, last = int(z["frames"][0]), int(z["frames"][-1])
+        m_first, m_last = z["maps"][0], z["maps"][-1]
+    bb = Backbone(input_size=128)
+    cap = cv2.VideoCapture(str(CLIP))
+    frames = [cap.read()[1] for _ in range(last + 1)]
+    cap.release()
+    np.testing.assert_allclose(m_first, heatmap(bb(frames[first]), "cam"), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(m_last, heatmap(bb(frames[last]), "eigen"), rtol=1e-4, atol=1e-4)
