@@ -30,6 +30,7 @@ DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (224, 224)
 
+_BLOB_PARAMS = hasattr(cv2.dnn, "blobFromImageWithParams")  # OpenCV >= 4.8
 _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}  # onnx TensorProto elem types
 # ops that keep a tensor's values (quantisation round trips, renames) ...
 _VALUE_PASS = {"Identity", "QuantizeLinear", "DequantizeLinear", "Cast"}
@@ -275,6 +276,7 @@ class Backbone:
         self._logits_name = g.logits_output(md.get("liveheat.logits_output"))
         self._head = g.head(self._logits_name) if self._logits_name else None
         self.layer = g.pick_layer(layer, md, self._head)
+        self._maps_nhwc = g.channels_last(self.layer, self._nhwc)
         self._probs_out = bool(self._logits_name) and g.producer_op(self._logits_name) == "Softmax"
 
         # preprocessing: arguments > metadata > defaults
@@ -377,7 +379,7 @@ class Backbone:
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
         """Frame (uint8 BGR; grey, BGRA, 16-bit, float accepted) -> input tensor + geometry.
 
-        The returned tensor is a buffer reused by the next call: copy it to keep it.
+        The returned tensor may be a buffer reused by the next call: copy it to keep it.
 
         Examples:
             >>> blob, geo = Backbone().preprocess(np.zeros((720, 1280, 3), np.uint8))
@@ -406,11 +408,23 @@ class Backbone:
             )
             if small.ndim == 2:
                 small = small[:, :, None]
+        nc = self._in_channels
+        if nc == 3 and not self._nhwc and _BLOB_PARAMS:
+            # one fused C++ pass: channel swap, (x - mean/scale) * scale/std, HWC -> NCHW
+            params = cv2.dnn.Image2BlobParams()
+            params.scalefactor = tuple(self.scale / s for s in self.std) + (0.0,)
+            params.mean = tuple(m / self.scale for m in self.mean) + (0.0,)
+            params.swapRB = self.channel_order == "RGB"
+            params.size = (w, h)
+            params.ddepth = cv2.CV_32F
+            blob = cv2.dnn.blobFromImageWithParams(small, params)
+            if self._in_dtype is not np.float32:
+                blob = blob.astype(self._in_dtype)
+            return blob, Geometry((fh, fw), (h, w), pad)
         blob = self._blob
         assert blob is not None
         factor = [np.float32(self.scale / s) for s in self.std]
         offset = [np.float32(m / s) for m, s in zip(self.mean, self.std, strict=True)]
-        nc = self._in_channels
         for c in range(nc):  # one fused uint8 -> float32 pass per channel, into the buffer
             src = (nc - 1 - c) if self.channel_order == "RGB" else c
             dst = blob[0, :, :, c] if self._nhwc else blob[0, c]
@@ -444,7 +458,7 @@ class Backbone:
                 "must be 4-D (N, C, H, W): pick another with `liveheat layers MODEL`"
             )
         maps = maps[0]
-        if self._nhwc:
+        if self._maps_nhwc:
             maps = maps.transpose(2, 0, 1)
         maps = np.ascontiguousarray(maps, dtype=np.float32)
         logits = None
@@ -740,6 +754,18 @@ class _Graph:
         hw = (shp[1], shp[2]) if nhwc else (shp[2], shp[3])
         static = hw if all(isinstance(d, int) and d > 0 for d in hw) else None
         return inp.name, nhwc, channels, static, _FLOAT_TYPES[etype]
+
+    def channels_last(self, name: str, default: bool) -> bool:
+        """Whether a 4-D tensor is N,H,W,C: a fixed last dim after a free second one."""
+        shp = self.shape(name)
+        if shp is None or len(shp) != 4:
+            return default
+        fixed = [isinstance(d, int) and d > 0 for d in shp]
+        if fixed[3] and not fixed[1]:
+            return True
+        if fixed[1] and not fixed[3]:
+            return False
+        return default
 
     def logits_output(self, hint: str | None) -> str | None:
         if hint and hint in self.output_names:

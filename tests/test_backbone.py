@@ -296,6 +296,57 @@ def test_model_without_head_has_no_logits_and_no_cam(tmp_path, chelsea):
     assert heatmap(feats, "eigen").shape == (48, 64)
 
 
+def test_grey_and_channels_last_models(tmp_path, chelsea):
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 1, 1, 1)).astype(np.float32)
+    grey = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "w"], ["conv"]),
+            helper.make_node("Relu", ["conv"], ["relu"]),
+        ],
+        "grey",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, "h", "w"])],
+        [helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["n", 4, "h", "w"])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "grey.onnx"
+    onnx.save(helper.make_model(grey), str(path))
+    bb = Backbone(path, input_size=(64, 96), mean=0, std=1, scale=1 / 255, threads=1)
+    small = cv2.resize(chelsea, (96, 64))  # already the input size: no resampling
+    blob, _ = bb.preprocess(small)
+    want = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) / 255
+    np.testing.assert_allclose(blob[0, 0], want, atol=1e-6)
+    feats = bb(small)
+    np.testing.assert_allclose(
+        feats.maps, np.maximum(w[:, 0, 0, 0, None, None] * blob[0], 0), atol=1e-5
+    )
+
+    # channels last: N,H,W,3 in, Transpose, 1x1 conv, Transpose back: N,H,W,4 out
+    w3 = rng.normal(size=(4, 3, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["conv"]),
+        helper.make_node("Transpose", ["conv"], ["feat"], perm=[0, 2, 3, 1]),
+    ]
+    nhwc = helper.make_graph(
+        nodes,
+        "nhwc",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", "h", "w", 3])],
+        [helper.make_tensor_value_info("feat", TensorProto.FLOAT, ["n", "h", "w", 4])],
+        [numpy_helper.from_array(w3, "w")],
+    )
+    path = tmp_path / "nhwc.onnx"
+    onnx.save(helper.make_model(nhwc), str(path))
+    for layer in ("feat", "conv"):  # N,H,W,C and N,C,H,W tensors both come out as C,h,w
+        bb = Backbone(path, layer=layer, input_size=(64, 96), threads=1)
+        blob, _ = bb.preprocess(chelsea)
+        assert blob.shape == (1, 64, 96, 3)
+        feats = bb(chelsea)
+        assert feats.maps.shape == (4, 64, 96)
+        want = np.einsum("oc,hwc->ohw", w3[:, :, 0, 0], blob[0])
+        np.testing.assert_allclose(feats.maps, want, rtol=1e-4, atol=1e-4)
+
+
 def test_unavailable_provider_falls_back_to_cpu_with_one_warning(tiny_model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
