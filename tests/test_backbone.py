@@ -430,3 +430,58 @@ def test_bad_model_never_crashes_the_process(tmp_path, bb_fp32):
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith("liveheat: error: ") and r.stderr.count("\n") == 1
         assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- command line
+def run_cli(*args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "liveheat", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_layers_lists_the_bundled_and_a_user_model(bb_fp32, tiny_model):
+    r = run_cli("layers")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(bb_fp32.layers()) + 2
+    assert any(x.split()[:2] == ["features", "Clip"] and "default, cam" in x for x in lines)
+    assert any(x.split()[:2] == ["blocks.10", "Add"] for x in lines)
+    r = run_cli("layers", tiny_model[0])
+    assert r.returncode == 0, r.stderr
+    assert [x.split()[0] for x in r.stdout.splitlines()[1:-1]] == [
+        "conv1",
+        "relu1",
+        "conv2",
+        "relu2",
+    ]
+
+
+def test_cli_image_without_heat_runs_the_model(tmp_path, chelsea, bb_fp32):
+    import liveheat
+
+    src, out = tmp_path / "cat.png", tmp_path / "out.png"
+    cv2.imwrite(str(src), chelsea)
+    r = run_cli("image", src, "-o", out)
+    assert r.returncode == 0, r.stderr
+    ranked = [
+        x.split() for x in r.stdout.splitlines() if x.strip()[:2] in {f"{i}." for i in range(1, 6)}
+    ]
+    assert [x[0] for x in ranked] == ["1.", "2.", "3.", "4.", "5."]
+    assert int(ranked[0][2]) in CATS
+    # the written image is exactly the API's overlay of the API's CAM
+    want = liveheat.overlay(chelsea, heatmap(bb_fp32(chelsea), "cam"))
+    np.testing.assert_array_equal(cv2.imread(str(out)), want)
+
+
+def test_cli_image_model_flags(tmp_path, chelsea):
+    src, out = tmp_path / "cat.png", tmp_path / "out.png"
+    cv2.imwrite(str(src), chelsea)
+    flags = ["--model", "int8", "--layer", "blocks.10", "--method", "eigen", "--input-size", "320"]
+    r = run_cli("image", src, "-o", out, *flags, "--target", "tabby")
+    assert r.returncode == 0, r.stderr
+    assert "efficientnet_lite0_int8.onnx, layer blocks.10, method eigen" in r.stdout
+    assert cv2.imread(str(out)).shape == chelsea.shape
+    r = run_cli("image", src, "-o", tmp_path / "no.png", "--layer", "blocks.10")
+    assert r.returncode == 2 and not (tmp_path / "no.png").exists()
+    assert (
+        r.stderr.startswith("liveheat: error: method 'cam' unavailable") and "'eigen'" in r.stderr
+    )
