@@ -148,6 +148,10 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
                 "or point LIVEHEAT_MODELS at the folder that holds it"
             )
         return path
+    if not isinstance(model, (str, os.PathLike)):
+        raise LiveheatError(
+            f"model must be a path, 'int8' or None (bundled), got {type(model).__name__}"
+        )
     path = Path(model).expanduser()
     if not path.exists():
         raise LiveheatError(
