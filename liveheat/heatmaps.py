@@ -141,7 +141,7 @@ def _cam(features: Features, target: int | str | None) -> np.ndarray:
 def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     c, h, w = features.maps.shape
     a = features.maps.reshape(c, h * w)
-    a = a - a.mean(axis=1, keepdims=True)  # centre each channel over the positions
+    mean = np.einsum("ci->c", a) / np.float32(h * w)  # channels are centred over the positions
     if features.cam_weights is not None and features.logits is not None and target is not None:
         anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
     elif features.cam_weights is not None and features.logits is not None:
@@ -154,7 +154,7 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     else:
         anchor = features.maps.mean(axis=0).ravel()
     anchor = anchor - anchor.mean()
-    u, lam = top_eigvec(a, anchor)
+    u, lam = top_eigvec(a, anchor, mean=mean)
     proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
     # the sign of an eigenvector is arbitrary: point it along the anchor
     if float(np.dot(proj.ravel(), anchor)) < 0:
@@ -162,14 +162,27 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     return proj
 
 
-def top_eigvec(a: np.ndarray, start: np.ndarray | None = None, steps: int = 24):
+# OpenBLAS runs a GEMM on the calling thread below m*n*k = 65536 * 4; waking its thread pool
+# while onnxruntime's threads spin costs milliseconds, so the Gram is summed in such chunks
+_SINGLE_THREAD_GEMM = 65536 * 4
+
+
+def top_eigvec(
+    a: np.ndarray,
+    start: np.ndarray | None = None,
+    steps: int = 24,
+    *,
+    mean: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
     """Top eigenvector u and eigenvalue of the Gram matrix a.T @ a, for `a` (C, N).
 
-    Lanczos with full reorthogonalisation: `steps` matrix-vector products (einsum, single
-    threaded) instead of a full SVD of `a` or an `eigh` of the N x N Gram: those run threaded
-    BLAS, which stalls for milliseconds to tens of ms when onnxruntime keeps the cores busy.
-    Stops early once the top pair has converged (residual < 1e-4 of the eigenvalue); exact
-    when N <= steps.
+    With `mean` (C,), of the centred `a - mean[:, None]` (never materialised).
+
+    Lanczos with full reorthogonalisation on the N x N Gram (summed in single-threaded
+    chunks; for large N never formed: two einsum matrix-vector products per step instead).
+    No SVD and no `eigh`: those run threaded BLAS, which stalls for milliseconds when
+    onnxruntime keeps the cores busy. Stops once the top pair has converged (residual below
+    1e-4 of the eigenvalue); exact when N <= steps.
 
     Examples:
         >>> a = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
@@ -177,33 +190,57 @@ def top_eigvec(a: np.ndarray, start: np.ndarray | None = None, steps: int = 24):
         >>> bool(np.isclose(lam, np.linalg.eigvalsh(a.T @ a)[-1], rtol=1e-4))
         True
     """
-    n = a.shape[1]
+    c, n = a.shape
+    chunk = _SINGLE_THREAD_GEMM // (n * n) - 1
+    if chunk >= 8 and chunk * 16 >= c:  # a handful of GEMM calls (7x7 maps of 1280 channels)
+        gram = np.zeros((n, n), np.float32)
+        for s in range(0, c, chunk):
+            part = a[s : s + chunk]
+            gram += part.T @ part
+        if mean is not None:  # (a - m 1')'(a - m 1') = G - s 1' - 1 s' + (m.m) 1 1'
+            col = np.einsum("ci,c->i", a, mean)
+            gram -= col[:, None]
+            gram -= col[None, :]
+            gram += np.float32(np.dot(mean, mean))
+
+        def matvec(q: np.ndarray) -> np.ndarray:
+            return np.einsum("ij,j->i", gram, q)
+
+    else:
+
+        def matvec(q: np.ndarray) -> np.ndarray:
+            t = np.einsum("ci,i->c", a, q)
+            if mean is None:
+                return np.einsum("ci,c->i", a, t)
+            t -= mean * np.float32(q.sum())
+            return np.einsum("ci,c->i", a, t) - np.float32(np.dot(mean, t))
+
     m = min(n, steps)
     q = np.ones(n, np.float32) if start is None else np.asarray(start, np.float32).copy()
     q += np.float32(1e-3) * np.cos(np.arange(n, dtype=np.float32))  # never orthogonal to u
-    q /= np.float32(np.linalg.norm(q))
+    q /= np.float32(np.sqrt(np.dot(q, q)))
     basis = np.zeros((m, n), np.float32)
     alpha: list[float] = []
     beta: list[float] = []
     for j in range(m):
         basis[j] = q
-        v = np.einsum("ci,c->i", a, np.einsum("ci,i->c", a, q))
+        v = matvec(q)
         alpha.append(float(np.dot(v, q)))
         done = basis[: j + 1]
         for _ in range(2):  # full reorthogonalisation, twice for float32
-            v -= done.T @ (done @ v)
-        b = float(np.linalg.norm(v))
+            v -= np.einsum("k,ki->i", np.einsum("ki,i->k", done, v), done)
+        b = float(np.sqrt(np.dot(v, v)))
         if j == m - 1 or b <= 1e-6 * max(abs(alpha[0]), 1e-30):
             break
-        if j % 4 == 3:  # converged? residual of the top Ritz pair = b * |last entry of s|
+        if j >= 3 and j % 2 == 1:  # converged? residual of the top Ritz pair = b * |s[-1]|
             theta, s = _top_ritz(alpha, beta)
             if b * abs(s[-1]) <= 1e-4 * abs(theta):
                 break
         beta.append(b)
         q = v / np.float32(b)
     theta, s = _top_ritz(alpha, beta)
-    u = s.astype(np.float32) @ basis[: len(alpha)]
-    u /= np.float32(np.linalg.norm(u))
+    u = np.einsum("k,ki->i", s.astype(np.float32), basis[: len(alpha)])
+    u /= np.float32(np.sqrt(np.dot(u, u)))
     return u, theta
 
 

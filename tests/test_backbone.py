@@ -143,6 +143,20 @@ def test_preprocessing_matches_the_model_card(bb_fp32, coffee):
     np.testing.assert_allclose(blob, want, atol=1e-6)
 
 
+def test_hd_frames_resize_bilinear_or_antialiased(bb_fp32):
+    from conftest import clip_frames
+
+    frame = clip_frames(1, start=60)[0]  # 1280x720
+    blob, _ = bb_fp32.preprocess(frame)
+    rgb = cv2.resize(frame, (224, 224), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    np.testing.assert_allclose(blob[0], (rgb.transpose(2, 0, 1) - 127.0) / 128, atol=1e-6)
+    smooth = Backbone(antialias=True, threads=1).preprocess(frame)[0]
+    area = cv2.resize(frame, (224, 224), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    area = (area.transpose(2, 0, 1) - 127.0) / 128
+    # averaging before the bilinear step: much closer to a true area resample
+    assert np.abs(smooth[0] - area).mean() < 0.4 * np.abs(blob[0] - area).mean()
+
+
 def test_letterbox_pads_with_the_mean_and_valid_excludes_the_padding(chelsea):
     frame = np.full((300, 900, 3), 60, np.uint8)  # 3:1, cat on the left half
     frame[:, :451] = chelsea

@@ -116,12 +116,20 @@ def test_eigen_is_the_first_principal_component(cat, clip_feats):
 
 def test_top_eigvec_on_a_wide_and_a_tall_matrix():
     rng = np.random.default_rng(3)
-    for shape in ((40, 300), (300, 40)):  # fewer channels than positions, and more
+    for shape in ((40, 300), (300, 40), (1280, 49)):  # matrix-free, and the Gram
         a = (rng.normal(size=(shape[0], 3)) @ rng.normal(size=(3, shape[1]))).astype(np.float32)
         a += 0.1 * rng.normal(size=shape).astype(np.float32)
         u, lam = top_eigvec(a)
         vals, vecs = np.linalg.eigh((a.T @ a).astype(np.float64))
         assert lam == pytest.approx(vals[-1], rel=1e-4)
+        assert abs(float(u @ vecs[:, -1])) > 0.9999
+        # centred without a copy: the same as centring first
+        a += rng.normal(size=(shape[0], 1)).astype(np.float32)
+        mean = a.mean(axis=1)
+        u, lam = top_eigvec(a, mean=mean)
+        ac = (a - mean[:, None]).astype(np.float64)
+        vals, vecs = np.linalg.eigh(ac.T @ ac)
+        assert lam == pytest.approx(vals[-1], rel=1e-3)
         assert abs(float(u @ vecs[:, -1])) > 0.9999
 
 
