@@ -165,7 +165,7 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
 
 def _close(name: str, names, n: int = 5) -> str:
     near = difflib.get_close_matches(name, list(names), n=n, cutoff=0.5)
-    return f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ""
+    return f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ";"
 
 
 def _floats(value, what: str, n: int | None = None) -> tuple[float, ...]:
@@ -219,7 +219,8 @@ def _providers(requested) -> list[str]:
             if full not in chosen:
                 chosen.append(full)
         else:
-            missing.append(f"{name!r}" + (_close(str(name), known, 1) if full is None else ""))
+            hint = _close(str(name), known, 1) if full is None else ""
+            missing.append(f"{name!r}" + (f" ({hint[2:]})" if len(hint) > 1 else ""))
     if missing:
         warnings.warn(
             f"onnxruntime provider {', '.join(missing)} not available here "

@@ -75,7 +75,7 @@ def _parse_method(method: str) -> tuple[str, int]:
         return text, -1
     near = [m for m in METHODS if sorted(m) == sorted(text)]  # swapped letters: "cma"
     near = near or difflib.get_close_matches(text, METHODS, n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
+    hint = f"; did you mean {near[0]!r}?" if near else ";"
     raise LiveheatError(f"unknown method {method!r}{hint} valid: {', '.join(METHODS)}")
 
 
@@ -109,7 +109,7 @@ def target_index(features: Features, target: int | str | None) -> int:
         if wanted in (s.strip() for s in n.split(",")):
             return i
     near = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ""
+    hint = f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ";"
     raise LiveheatError(
         f"unknown target class {target!r}{hint} give a class index 0..{k - 1} or an exact name"
     )
