@@ -241,9 +241,8 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     """Open the source, check everything, then outputs, run, summary; the exit status."""
     import contextlib
 
-    from liveheat.backbone import Backbone
     from liveheat.outputs import Controls, VideoSink, Window, display_available
-    from liveheat.pipeline import Runner, preflight
+    from liveheat.pipeline import Runner, make_backbone, preflight
     from liveheat.sources import open_source
 
     show = False
@@ -261,13 +260,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         raise LiveheatError("--no-show and no output: nothing to do; add -o OUT.mp4")
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(spec))
-        backbone = Backbone(
-            settings.model,
-            layer=settings.layer,
-            threads=settings.threads,
-            input_size=settings.input_size,
-            spinning=False,
-        )
+        backbone = make_backbone(settings, live=source.live)
         size = preflight(settings, backbone, frame_size=tuple(source.size))
         outputs = list(extra_outputs)
         server = _start_server(settings, stack) if settings.serve else None

@@ -42,6 +42,7 @@ class _Job:
     features: Any = None  # Features used for this frame's map (None: none yet)
     feat_index: int = -1  # source index of the frame those features came from
     feat_t: float = 0.0  # capture time of that frame
+    infer: bool = True  # recorded: run the model on this frame (else reuse the last map)
 
 
 class RunStats:
@@ -246,6 +247,72 @@ def _records(out: Any) -> bool:
     return hasattr(out, "frames_written")
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Inference workers for a recorded run: 2 on a machine with 2 or more cores, else 1.
+
+    Two workers each running a small model on one thread keep two cores busy with less
+    synchronisation than one session on two threads.
+
+    Examples:
+        >>> default_workers() in (1, 2)
+        True
+    """
+    return 2 if _cores() >= 2 else 1
+
+
+def default_threads(workers: int = 1) -> int:
+    """onnxruntime threads per inference worker: the usable cores but one (decode, drawing
+    and encoding run beside inference), shared by the workers; at least 1.
+
+    Examples:
+        >>> default_threads() >= 1 and default_threads(2) >= 1
+        True
+    """
+    return max(1, (_cores() - 1) // max(1, workers))
+
+
+def make_backbone(settings: Settings, *, live: bool = False) -> Any:
+    """The Backbone a Runner would make for these settings (threads per `default_threads`).
+
+    Examples:
+        >>> bb = make_backbone(Settings(input_size=128))
+        >>> bb.input_size
+        (128, 128)
+    """
+    from liveheat.backbone import Backbone
+
+    workers = 1 if live else default_workers()
+    return Backbone(
+        settings.model,
+        layer=settings.layer,
+        threads=settings.threads or default_threads(workers),
+        input_size=settings.input_size,
+        spinning=False,
+    )
+
+
+def _twin(backbone: Any) -> Any | None:
+    """A second handle on the same onnxruntime session with its own input buffer and lock, so
+    two workers infer at once (sessions allow concurrent runs); None if that is not possible."""
+    import copy
+
+    if not (
+        hasattr(backbone, "_lock") and isinstance(getattr(backbone, "_blob", None), np.ndarray)
+    ):
+        return None
+    twin = copy.copy(backbone)
+    twin._lock = threading.Lock()
+    twin._blob = np.empty_like(backbone._blob)
+    return twin
+
+
 def _parse_target(target: str | int | None) -> str | int | None:
     if isinstance(target, str) and target.strip().lstrip("-").isdigit():
         return int(target)
@@ -341,6 +408,7 @@ class Runner:
         backbone: Any = None,
         progress: bool | None = None,
         max_frames: int | None = None,
+        infer_workers: int | None = None,
     ) -> None:
         self.source = source
         self.settings = settings if settings is not None else Settings()
@@ -349,6 +417,8 @@ class Runner:
         self.live = bool(getattr(source, "live", False))
         self.progress = (not self.live and sys.stderr.isatty()) if progress is None else progress
         self.max_frames = max_frames
+        self.infer_workers = infer_workers  # recorded only; None: default_workers()
+        self._backbones: list[Any] = []
         self.stats = RunStats()
         self._stopping = False  # a plain flag: safe to set from a signal handler
         self._error: BaseException | None = None
@@ -446,6 +516,7 @@ class Runner:
         try:
             t_next = 0.0
             seq = 0
+            since: int | None = None
             while not self._stopping:
                 if not self.live and self.max_frames is not None and seq >= self.max_frames:
                     break  # recorded: nothing is dropped, so N read = N written
@@ -461,6 +532,10 @@ class Runner:
                 self.stats._captured(now)
                 job = _Job(frame=frame, t_cap=t_cap, seq=seq)
                 seq += 1
+                if latest is None:  # recorded: every Nth frame is inferred, decided in order
+                    every = max(1, int(self.settings.every or 1))
+                    job.infer = since is None or since + 1 >= every
+                    since = 0 if job.infer else since + 1
                 if latest is not None:
                     latest.put(job)
                     self._put_newest(q_next, job)
@@ -477,31 +552,20 @@ class Runner:
             else:
                 self._put_end(q_next)
 
-    def _infer(self, features_of_job) -> Any:
-        feats = self.backbone(features_of_job.frame.image)
-        self.stats._inferred(time.monotonic(), feats)
-        return feats
-
-    def _infer_recorded(self, q_in: Queue, q_out: Queue) -> None:
+    def _infer_recorded(self, backbone: Any, q_in: Queue, q_out: Queue) -> None:
+        """One of the inference workers: the frames marked for inference get Features."""
         try:
-            last: _Job | None = None
-            since = 0
             while True:
                 ok, job = self._get(q_in)
-                if not ok or job is _END:
+                if not ok:
                     break
-                every = max(1, int(self.settings.every or 1))
-                if last is None or since + 1 >= every:
-                    job.features = self._infer(job)
+                if job is _END:
+                    self._put(q_in, _END)  # for the sibling workers
+                    break
+                if job.infer:
+                    job.features = backbone(job.frame.image)
+                    self.stats._inferred(time.monotonic(), job.features)
                     job.feat_index, job.feat_t = job.frame.index, job.t_cap
-                    last, since = job, 0
-                else:
-                    job.features, job.feat_index, job.feat_t = (
-                        last.features,
-                        last.feat_index,
-                        last.feat_t,
-                    )
-                    since += 1
                 if not self._put(q_out, job):
                     break
         except BaseException as e:  # noqa: BLE001
@@ -523,34 +587,60 @@ class Runner:
                         break
                     continue
                 seq = job.seq
-                job.features = self._infer(job)
+                job.features = self._backbones[0](job.frame.image)
+                self.stats._inferred(time.monotonic(), job.features)
                 job.feat_index, job.feat_t = job.frame.index, job.t_cap
                 self._newest = job  # one reference swap: atomic
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
 
     def _render_stage(self, q_in: Queue, q_out: Queue) -> None:
+        # recorded: the inference workers may finish out of order; `pending` puts the frames
+        # back in order and gives the frames between two inferences the last map (--every)
+        pending: dict[int, _Job] = {}
+        expect, ends, last = 0, 0, None
+        workers = 1 if self.live else len(self._backbones)
         try:
             while not self._stopping:
                 if self.settings.paused:  # the output stage holds the picture meanwhile
                     time.sleep(_POLL)
                     continue
                 try:
-                    job = q_in.get(timeout=_POLL)
+                    item = q_in.get(timeout=_POLL)
                 except Empty:
                     continue
-                if job is _END:
-                    break
+                if item is _END:
+                    ends += 1
+                    if ends >= workers:
+                        break
+                    continue
                 self._saw_depth(q_in.qsize() + 1)
                 if self.live:
                     newest = self._newest
                     if newest is not None:
-                        job.features = newest.features
-                        job.feat_index, job.feat_t = newest.feat_index, newest.feat_t
-                with self._render_lock:
-                    image = self._render(job, self.settings.snapshot())
-                if not self._put(q_out, (image, job)):
-                    break
+                        item.features = newest.features
+                        item.feat_index, item.feat_t = newest.feat_index, newest.feat_t
+                    ready = [item]
+                else:
+                    pending[item.seq] = item
+                    ready = []
+                    while expect in pending:
+                        job = pending.pop(expect)
+                        expect += 1
+                        if job.infer:
+                            last = job
+                        elif last is not None:
+                            job.features, job.feat_index, job.feat_t = (
+                                last.features,
+                                last.feat_index,
+                                last.feat_t,
+                            )
+                        ready.append(job)
+                for job in ready:
+                    with self._render_lock:
+                        image = self._render(job, self.settings.snapshot())
+                    if not self._put(q_out, (image, job)):
+                        return
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
         finally:
@@ -665,17 +755,15 @@ class Runner:
         if self._ran:
             raise RuntimeError("a Runner runs once; make a new one")
         self._ran = True
+        workers = 1 if self.live else max(1, int(self.infer_workers or default_workers()))
         if self.backbone is None:
-            from liveheat.backbone import Backbone
-
-            s = self.settings
-            self.backbone = Backbone(
-                s.model,
-                layer=s.layer,
-                threads=s.threads,
-                input_size=s.input_size,
-                spinning=False,
-            )
+            self.backbone = make_backbone(self.settings, live=self.live)
+        self._backbones = [self.backbone]
+        for _ in range(1, workers):
+            twin = _twin(self.backbone)
+            if twin is None:
+                break
+            self._backbones.append(twin)
         preflight(self.settings)
         depth = _DEPTH_LIVE if self.live else _DEPTH_RECORDED
         q_mid: Queue = Queue(maxsize=depth)  # capture -> (infer ->) render
@@ -689,11 +777,12 @@ class Runner:
             ]
         else:
             q_in: Queue = Queue(maxsize=depth)
-            stages = [
-                ("capture", self._capture, (q_in, None)),
-                ("infer", self._infer_recorded, (q_in, q_mid)),
-                ("render", self._render_stage, (q_mid, q_out)),
+            stages = [("capture", self._capture, (q_in, None))]
+            stages += [
+                (f"infer-{k}", self._infer_recorded, (bb, q_in, q_mid))
+                for k, bb in enumerate(self._backbones)
             ]
+            stages.append(("render", self._render_stage, (q_mid, q_out)))
         self._bar = bar = self._progress_bar()
         self.stats._start()
         try:
@@ -859,4 +948,12 @@ def run_video(
         return runner.run()
 
 
-__all__ = ["RunStats", "Runner", "preflight", "run_video"]
+__all__ = [
+    "RunStats",
+    "Runner",
+    "default_threads",
+    "default_workers",
+    "make_backbone",
+    "preflight",
+    "run_video",
+]

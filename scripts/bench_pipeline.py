@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,7 @@ from liveheat.config import build_settings
 from liveheat.heatmaps import heatmap
 from liveheat.outputs import VideoSink, draw_hud
 from liveheat.overlay import overlay
-from liveheat.pipeline import Runner
+from liveheat.pipeline import Runner, default_threads
 from liveheat.settings import Settings
 from liveheat.sources import open_source
 
@@ -52,10 +53,11 @@ def configs(args) -> list[tuple[str, Settings]]:
 
 
 def make_backbone(settings: Settings, *, spinning: bool | None) -> Backbone:
+    # both loops get the Runner's thread count (on 2 cores: 1, also the serial loop's best)
     return Backbone(
         settings.model,
         layer=settings.layer,
-        threads=settings.threads,
+        threads=settings.threads or default_threads(),
         input_size=settings.input_size,
         spinning=spinning,
     )
@@ -99,6 +101,18 @@ def pipelined(settings: Settings, backbone: Backbone, frames: int, out: Path) ->
     return frames / (time.perf_counter() - t0)
 
 
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """(fps, CPU ms per frame) of one recorded run; CPU / wall = cores kept busy."""
+    c0 = cpu_s()
+    fps = fn(*args)
+    return fps, (cpu_s() - c0) * 1000.0 / args[2]
+
+
 def live(settings: Settings, backbone: Backbone, seconds: float, out: Path) -> dict:
     n = int(seconds * LIVE_FPS)
     with open_source(CLIP, live=True, loop=True, fps=LIVE_FPS) as src:
@@ -121,11 +135,13 @@ def main() -> int:
     args = ap.parse_args()
     print(
         f"liveheat {liveheat.__version__}, OpenCV {cv2.__version__}, onnxruntime "
-        f"{ort.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; clip "
+        f"{ort.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, onnxruntime "
+        f"threads {args.threads or default_threads()}; clip "
         f"{CLIP.name} 1280x720 {CLIP_FPS:g} fps looped to {args.frames} frames; medians of "
         f"{args.repeats}\n"
     )
     results = []
+    cpus: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.mp4"
         for label, settings in configs(args):
@@ -133,10 +149,14 @@ def main() -> int:
             bb_threads = make_backbone(settings, spinning=False)  # as the Runner makes it
             bb_serial(_first_frame())
             bb_threads(_first_frame())
-            ser, pip, lives = [], [], []
+            ser, pip, lives, cpu = [], [], [], {"ser": [], "pip": []}
             for r in range(args.repeats):
-                ser.append(serial(settings, bb_serial, args.frames, out))
-                pip.append(pipelined(settings, bb_threads, args.frames, out))
+                fps, ms = timed(serial, settings, bb_serial, args.frames, out)
+                ser.append(fps)
+                cpu["ser"].append(ms)
+                fps, ms = timed(pipelined, settings, bb_threads, args.frames, out)
+                pip.append(fps)
+                cpu["pip"].append(ms)
                 lives.append(live(settings, bb_threads, args.live_seconds, out))
                 print(
                     f"  {label} repeat {r + 1}: serial {ser[-1]:.1f} fps, pipelined "
@@ -144,6 +164,7 @@ def main() -> int:
                     file=sys.stderr,
                 )
             results.append((label, ser, pip, lives))
+            cpus.append(cpu)
 
     period = 1000.0 / LIVE_FPS
     head = (
@@ -173,6 +194,20 @@ def main() -> int:
         f"\ntargets: pipe/ser >= 1.40, pipelined >= {2 * CLIP_FPS:.0f} fps (2x real time), "
         f"live p95 <= {2 * period:.1f} ms (2 periods at {LIVE_FPS:g} fps), queue max 1 "
         f"({results[0][0]}): " + ("all met" if ok else "NOT all met")
+    )
+    print(
+        f"\n{'config':<22} {'serial cpu ms/frame':>19} {'cores busy':>10} | "
+        f"{'pipe cpu ms/frame':>17} {'cores busy':>10}"
+    )
+    for (label, ser, pip, _lives), cpu in zip(results, cpus, strict=True):
+        sc, pc = statistics.median(cpu["ser"]), statistics.median(cpu["pip"])
+        s, p = statistics.median(ser), statistics.median(pip)
+        print(
+            f"{label:<22} {sc:>19.1f} {sc * s / 1000:>10.2f} | {pc:>17.1f} {pc * p / 1000:>10.2f}"
+        )
+    print(
+        "(pipe/ser is bounded by idle cores: the pipeline does the same CPU work per frame, "
+        "spread over the cores; on a machine busy with other work it has fewer to spread over)"
     )
     if len(results) > 1:  # each row against the first (the default), same run
         base = results[0]
