@@ -383,6 +383,8 @@ class Runner:
     heatmap of input frame i (with `settings.every = N` the map of the last inferred frame).
     Live sources (camera, URL): every captured frame is rendered with the newest heatmap;
     inference runs on the newest frame as fast as it can and never holds the display back.
+    Recorded runs infer on `infer_workers` threads (default `default_workers()`), sharing one
+    onnxruntime session; the frames are put back in order before rendering.
 
     The outputs run on the thread that calls `run()` (a window needs the main thread); each
     has `write(image, frame)`. The runner never closes the source or the outputs (the caller

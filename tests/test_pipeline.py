@@ -296,3 +296,24 @@ def test_run_video_opens_a_path_and_stats_have_every_key(bb):
     line = stats.summary("x.mp4")
     assert "5 frames in, 5 out" in line and line.endswith("wrote x.mp4")
     assert liveheat.run_video is run_video
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_inference_workers_keep_frame_order_and_maps(bb, tmp_path, workers):
+    out = Collect(keep=(0, 1, 2, 29))
+    dump = tmp_path / "maps.npz"
+    settings = Settings(hud=False, every=2, dump_maps=str(dump))
+    with open_source(CLIP) as src:
+        runner = Runner(
+            src, settings, outputs=[out], backbone=bb, max_frames=30, infer_workers=workers
+        )
+        stats = runner.run()
+    assert out.indices == list(range(30)) and stats.frames_inferred == 15
+    with np.load(dump) as z:
+        assert z["frames"].tolist() == list(range(0, 30, 2))
+        maps = z["maps"]
+    frames = clip_frames((0, 1, 2, 28, 29))
+    np.testing.assert_allclose(maps[14], heatmap(bb(frames[28])), rtol=1e-4, atol=1e-5)
+    for i, k in ((0, 0), (1, 0), (2, 1), (29, 14)):
+        np.testing.assert_array_equal(out.images[i], overlay(frames[i], maps[k]))
+    assert stage_threads() == []
