@@ -107,12 +107,16 @@ class RunStats:
             self.frames_in += 1
             self._t_cap.append(t)
 
-    def _inferred(self, t: float, features: Any) -> None:
-        top = _top1(features)
+    def _inferred(self, t: float) -> None:
         with self._lock:
             self.frames_inferred += 1
             self._t_inf.append(t)
-            if top is not None:
+
+    def _shown(self, features: Any) -> None:
+        """The class of the map now on screen (rendered in frame order)."""
+        top = _top1(features)
+        if top is not None:
+            with self._lock:
                 self.top_class, self.top_score = top
 
     def _written(self, t: float, t_cap: float) -> None:
@@ -566,7 +570,7 @@ class Runner:
                     break
                 if job.infer:
                     job.features = backbone(job.frame.image)
-                    self.stats._inferred(time.monotonic(), job.features)
+                    self.stats._inferred(time.monotonic())
                     job.feat_index, job.feat_t = job.frame.index, job.t_cap
                 if not self._put(q_out, job):
                     break
@@ -590,7 +594,7 @@ class Runner:
                     continue
                 seq = job.seq
                 job.features = self._backbones[0](job.frame.image)
-                self.stats._inferred(time.monotonic(), job.features)
+                self.stats._inferred(time.monotonic())
                 job.feat_index, job.feat_t = job.frame.index, job.t_cap
                 self._newest = job  # one reference swap: atomic
         except BaseException as e:  # noqa: BLE001
@@ -661,6 +665,8 @@ class Runner:
         if feats is self._c_feats and key == self._c_key:
             return self._c_heat
         new_features = feats is not self._c_feats
+        if new_features:
+            self.stats._shown(feats)
         raw = heatmap(feats, method=snap.method, target=target)
         if new_features and snap.dump_maps:
             self._maps.append(np.asarray(raw, np.float32))
