@@ -315,7 +315,7 @@ class Backbone:
             )
         self.resize = policy
         self.antialias = bool(antialias)
-        self._blob: np.ndarray | None = None
+        self._tls = threading.local()  # per-thread preprocessing buffers
         self.input_size = input_size  # property: validates, rounds, allocates the input buffer
 
         # session
@@ -363,9 +363,6 @@ class Backbone:
             )
         with self._lock:
             self._input_size = size
-            h, w = size
-            shape = (1, h, w, self._in_channels) if self._nhwc else (1, self._in_channels, h, w)
-            self._blob = np.empty(shape, np.float32)
 
     @property
     def session(self):
@@ -430,8 +427,10 @@ class Backbone:
             if self._in_dtype is not np.float32:
                 blob = blob.astype(self._in_dtype)
             return blob, Geometry((fh, fw), (h, w), pad)
-        blob = self._blob
-        assert blob is not None
+        shape = (1, h, w, nc) if self._nhwc else (1, nc, h, w)
+        blob = getattr(self._tls, "blob", None)  # one input buffer per calling thread
+        if blob is None or blob.shape != shape:
+            blob = self._tls.blob = np.empty(shape, np.float32)
         factor = [np.float32(self.scale / s) for s in self.std]
         offset = [np.float32(m / s) for m, s in zip(self.mean, self.std, strict=True)]
         for c in range(nc):  # one fused uint8 -> float32 pass per channel, into the buffer
@@ -451,15 +450,16 @@ class Backbone:
             >>> feats.maps.shape                           # doctest: +SKIP
             (1280, 7, 7)
         """
-        with self._lock:
-            blob, geo = self.preprocess(frame)
-            try:
-                outs = self._session.run(self._fetch, {self._input_name: blob})
-            except Exception as e:
-                raise LiveheatError(
-                    f"{self.model_path.name} failed on a {geo.input_shape[0]}x"
-                    f"{geo.input_shape[1]} input: {_first_line(e)}"
-                ) from None
+        # safe to call from several threads at once: onnxruntime sessions run concurrently
+        # and each thread preprocesses into its own buffer
+        blob, geo = self.preprocess(frame)
+        try:
+            outs = self._session.run(self._fetch, {self._input_name: blob})
+        except Exception as e:
+            raise LiveheatError(
+                f"{self.model_path.name} failed on a {geo.input_shape[0]}x"
+                f"{geo.input_shape[1]} input: {_first_line(e)}"
+            ) from None
         maps = np.asarray(outs[0])
         if maps.ndim != 4:
             raise LiveheatError(

@@ -302,21 +302,6 @@ def make_backbone(settings: Settings, *, live: bool = False) -> Any:
     )
 
 
-def _twin(backbone: Any) -> Any | None:
-    """A second handle on the same onnxruntime session with its own input buffer and lock, so
-    two workers infer at once (sessions allow concurrent runs); None if that is not possible."""
-    import copy
-
-    if not (
-        hasattr(backbone, "_lock") and isinstance(getattr(backbone, "_blob", None), np.ndarray)
-    ):
-        return None
-    twin = copy.copy(backbone)
-    twin._lock = threading.Lock()
-    twin._blob = np.empty_like(backbone._blob)
-    return twin
-
-
 def _parse_target(target: str | int | None) -> str | int | None:
     if isinstance(target, str) and target.strip().lstrip("-").isdigit():
         return int(target)
@@ -676,7 +661,7 @@ class Runner:
             # a new target/method/factor starts a fresh smoother (the old scale means nothing)
             if self._smoother is None or key != self._smoother_key:
                 self._smoother, self._smoother_key = TemporalSmoother(float(snap.smooth)), key
-            heat = self._smoother(raw)
+            heat = self._smoother(raw, features=feats)  # scene cuts seen in pooled features
         self._c_feats, self._c_key, self._c_heat = feats, key, heat
         self._c_raw_range = (float(np.min(heat)), float(np.max(heat))) if heat.size else (0, 1)
         return heat
@@ -766,12 +751,8 @@ class Runner:
         workers = 1 if self.live else max(1, int(self.infer_workers or default_workers()))
         if self.backbone is None:
             self.backbone = make_backbone(self.settings, live=self.live)
-        self._backbones = [self.backbone]
-        for _ in range(1, workers):
-            twin = _twin(self.backbone)
-            if twin is None:
-                break
-            self._backbones.append(twin)
+        # Backbone calls are thread-safe and share one session: workers just call it at once
+        self._backbones = [self.backbone] * workers
         preflight(self.settings)
         depth = _DEPTH_LIVE if self.live else _DEPTH_RECORDED
         q_mid: Queue = Queue(maxsize=depth)  # capture -> (infer ->) render
