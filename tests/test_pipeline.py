@@ -280,7 +280,8 @@ def test_smoothing_matches_the_smoother(bb):
     frames = clip_frames(range(10))
     sm = TemporalSmoother(0.8)
     for i in range(10):
-        heat = sm(heatmap(bb(frames[i])))
+        feats = bb(frames[i])
+        heat = sm(heatmap(feats), features=feats)
     expected = overlay(frames[9], heat, norm="fixed", vmin=sm.vmin, vmax=sm.vmax)
     assert np.abs(out.images[9].astype(int) - expected).max() <= 1
     assert not np.array_equal(out.images[9], overlay(frames[9], heatmap(bb(frames[9]))))
