@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # FFmpeg's own log lines ("Connection refused", "overread") would break the one-line error
+    # rule; set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 32) to see them again
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -160,7 +160,8 @@ def test_truncated_clip_processes_readable_frames_then_fails(tmp_path):
     out = tmp_path / "out.avi"
     r = liveheat_cmd("run", cut, "-o", out, *FAST)
     assert r.returncode != 0
-    last = r.stderr.splitlines()[-1]  # (FFmpeg may log its own decoder complaint first)
+    assert len(r.stderr.splitlines()) == 1  # FFmpeg's own complaint is silenced
+    last = r.stderr.splitlines()[-1]
     assert last.startswith("liveheat: error:") and "ended early" in last
     assert "Traceback" not in r.stderr
     assert frames_out(r.stdout) == readable
@@ -177,8 +178,22 @@ def test_truncated_clip_processes_readable_frames_then_fails(tmp_path):
         (CLIP, "--model", "no/such/model.onnx"),
         (CLIP, "--smooth", "1.5"),
         (CLIP, "--alpha", "x"),
+        ("http://127.0.0.1:9/refused.mjpg",),
+        (CLIP, "--layer", "featurs"),
+        (CLIP, "--target", "zebraa"),
     ],
-    ids=["missing-file", "colormap", "every", "method", "model", "smooth", "alpha"],
+    ids=[
+        "missing-file",
+        "colormap",
+        "every",
+        "method",
+        "model",
+        "smooth",
+        "alpha",
+        "refused-url",
+        "layer",
+        "target",
+    ],
 )
 def test_bad_arguments_exit_2_without_traceback_or_file(tmp_path, args):
     out = tmp_path / "out.mp4"
