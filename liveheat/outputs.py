@@ -542,8 +542,11 @@ class Controls:
 
 
 def _text_scale(image: np.ndarray) -> tuple[float, int]:
-    h = image.shape[0]
-    scale = min(1.0, max(0.45, h / 1200))  # 0.6 at 720p, 0.9 at 1080p
+    # sized by the larger of the height and the 16:9 height of the width, so that a wide
+    # panels image (three frames side by side), shown scaled down to fit the screen, still
+    # has readable text: 0.6 at 720p, 0.9 at 1080p, ~1.6 on 3 x 1280 x 720 panels
+    h, w = image.shape[:2]
+    scale = min(2.0, max(0.45, max(h, w * 9 / 16) / 1200))
     return scale, 1 if scale < 0.75 else 2
 
 
@@ -559,12 +562,18 @@ def _text_box(
 ) -> None:
     """Draw lines of text on a darkened box (in place); origin is the box's top-left corner."""
     font = cv2.FONT_HERSHEY_SIMPLEX
-    sizes = [cv2.getTextSize(t, font, scale, thickness) for t in lines]
-    line_h = max(s[0][1] + s[1] for s in sizes) + max(4, int(8 * scale))
-    pad = max(4, int(8 * scale))
-    box_w = max(s[0][0] for s in sizes) + 2 * pad
-    box_h = line_h * len(lines) + pad
     H, W = image.shape[:2]
+    for _ in range(3):  # shrink the text until the box fits the image (e.g. help on panels)
+        sizes = [cv2.getTextSize(t, font, scale, thickness) for t in lines]
+        line_h = max(s[0][1] + s[1] for s in sizes) + max(4, int(8 * scale))
+        pad = max(4, int(8 * scale))
+        box_w = max(s[0][0] for s in sizes) + 2 * pad
+        box_h = line_h * len(lines) + pad
+        fit = min(1.0, H / box_h, W / box_w)
+        if fit >= 1.0 or scale <= 0.3:
+            break
+        scale = max(0.3, scale * fit * 0.97)
+        thickness = 1 if scale < 0.75 else thickness
     x0, y0 = origin
     if center:
         x0, y0 = (W - box_w) // 2, (H - box_h) // 2
@@ -701,11 +710,16 @@ class Window:
     def _show(self) -> None:
         assert self._last is not None
         shown = self._last
+        h, w = shown.shape[:2]
+        fit = min(1.0, self.max_size[0] / w, self.max_size[1] / h)
+        if fit < 1.0:  # scale down here (not in the window) so overlays are drawn legibly
+            size = (max(1, round(w * fit)), max(1, round(h * fit)))
+            shown = cv2.resize(shown, size, interpolation=cv2.INTER_AREA)
         toast = self.controls.message and (
             time.monotonic() - self.controls.message_time < self.TOAST_S
         )
         if self.show_help or toast or self.settings.paused:
-            shown = shown.copy()
+            shown = shown.copy() if shown is self._last else shown
             scale, thick = _text_scale(shown)
             notes = []
             if self.settings.paused:
@@ -721,8 +735,7 @@ class Window:
         h, w = shown.shape[:2]
         if self._shape != (h, w):  # first frame, or panels toggled: fit the window to it
             self._shape = (h, w)
-            scale = min(1.0, self.max_size[0] / w, self.max_size[1] / h)
-            cv2.resizeWindow(self.title, max(1, round(w * scale)), max(1, round(h * scale)))
+            cv2.resizeWindow(self.title, w, h)
         cv2.imshow(self.title, shown)
 
     def _keys(self, delay_ms: int) -> None:

@@ -729,7 +729,8 @@ class Runner:
             if heat is not None and st.heat_age_ms is not None:
                 perf += f"  map age {st.heat_age_ms:.0f} ms"
         lines.append(perf)
-        colorbar = (snap.colormap, lo, hi) if heat is not None else None
+        # panels carry their own labelled colour bar
+        colorbar = (snap.colormap, lo, hi) if heat is not None and not snap.panels else None
         draw_hud(image, lines, colorbar=colorbar)
 
     # ------------------------------------------------------------------ run

@@ -335,3 +335,23 @@ def test_help_overlay_darkens_the_centre_and_writes_text():
     centre = img[140:340, 200:440]
     assert (centre < 100).mean() > 0.5 and (centre > 200).any()
     assert img[0, 0].tolist() == [250, 250, 250]
+
+
+def test_help_shrinks_to_fit_a_short_wide_image():
+    from liveheat.outputs import draw_help
+
+    img = np.full((280, 1600, 3), 100, np.uint8)
+    draw_help(img)
+    centre = img[:, 700:900]
+    dark = (centre < 100).all(axis=2)  # the box darkens to a quarter, the text is white
+    assert dark.any(axis=1).all()  # the box spans every row...
+    text_rows = np.where((centre > 200).all(axis=2).any(axis=1))[0]
+    assert text_rows.max() < 280 and text_rows.max() > 240  # ...and the last line is inside it
+    assert (img[:, :500] == 100).all()  # and stays centred, narrow enough to leave the sides
+
+
+def test_window_and_hud_text_scale_up_for_wide_panels():
+    from liveheat.outputs import _text_scale
+
+    assert _text_scale(np.zeros((720, 1280, 3), np.uint8))[0] == pytest.approx(0.6)
+    assert _text_scale(np.zeros((720, 3 * 1280 + 80, 3), np.uint8))[0] > 1.5
