@@ -291,9 +291,12 @@ def _with_alpha(bgr: np.ndarray, alpha_channel: np.ndarray | None) -> np.ndarray
 
 
 @functools.lru_cache(maxsize=256)
-def _blend_tables(mode: str, lut_key, alpha: float, threshold: float | None):
-    """Per-index tables so that out = frame * s[i] / 255 + t[i] (i = heat index 0..255)."""
-    lut = _GRAY_LUT if mode == "gray" else _LUT_BY_KEY[lut_key]
+def _blend_tables(mode: str, lut_bytes: bytes, alpha: float, threshold: float | None):
+    """Per-index tables so that out = frame * s[i] / 255 + t[i] (i = heat index 0..255).
+
+    Cached by value: the colormap comes as its 768 bytes, so the cache holds no arrays.
+    """
+    lut = np.frombuffer(lut_bytes, np.uint8)
     i = np.arange(256, dtype=np.float64) / 255.0
     colour = lut.reshape(256, 3).astype(np.float64)
     if mode in ("color", "gray"):
@@ -312,15 +315,6 @@ def _blend_tables(mode: str, lut_key, alpha: float, threshold: float | None):
     s.setflags(write=False)
     t.setflags(write=False)
     return s, t, bool(t.any())
-
-
-_LUT_BY_KEY: dict = {}
-
-
-def _lut_key(lut: np.ndarray):
-    key = lut.tobytes()
-    _LUT_BY_KEY.setdefault(key, lut)
-    return key
 
 
 def _bands(height: int, width: int) -> list[slice]:
@@ -419,7 +413,7 @@ def overlay(
             cv2.addWeighted(bgr[rows], 1.0 - alpha, colored[rows], alpha, 0.0, dst=out[rows])
 
     else:
-        s, t, add_t = _blend_tables(mode, _lut_key(lut), alpha, threshold)
+        s, t, add_t = _blend_tables(mode, lut.tobytes(), alpha, threshold)
         keep3 = _scratch("keep3", bgr.shape, np.uint8)
 
         def blend(rows: slice) -> None:
