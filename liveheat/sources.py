@@ -41,6 +41,7 @@ IMAGE_EXTENSIONS = (
 )
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_IMAGE_FPS = 25.0
+MAX_CAMERA_INDEX = 2**31  # OpenCV takes a C int
 # NTSC-family rates (N * 1000/1001): containers often store them rounded (29.97); keep them exact
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
 
@@ -172,6 +173,12 @@ def _release(cap: cv2.VideoCapture | None) -> None:
             pass
 
 
+def _cv_reason(e: cv2.error) -> str:
+    """The first line of an OpenCV error without its version prefix (overload lists dropped)."""
+    lines = str(e).strip().splitlines()
+    return re.sub(r"^OpenCV\([^)]*\)\s*[^ ]*\s*error:\s*", "", lines[0]) if lines else "cv2.error"
+
+
 def _natural_key(path: str) -> list:
     """Sort 'frame2.png' before 'frame10.png'."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path)]
@@ -232,7 +239,12 @@ class _VideoFileReader(_Reader):
 
     def _open(self) -> None:
         with _quiet_opencv():
-            cap = cv2.VideoCapture(self.path)
+            try:
+                cap = cv2.VideoCapture(self.path)
+            except cv2.error as e:
+                raise LiveheatError(
+                    f"cannot open video file '{self.path}': OpenCV refused it ({_cv_reason(e)})"
+                ) from None
         if not cap.isOpened():
             _release(cap)
             raise LiveheatError(
@@ -398,9 +410,15 @@ class _CaptureReader(_Reader):
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000),
             ]  # fmt: skip
-            cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
-        else:
-            cap = cv2.VideoCapture(self.target)
+        try:
+            if self.kind == "stream":
+                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+            else:
+                cap = cv2.VideoCapture(self.target)
+        except cv2.error as e:  # OpenCV rejects the argument itself (bad index or address)
+            raise LiveheatError(
+                f"cannot open {self.name}: OpenCV refused it ({_cv_reason(e)})"
+            ) from None
         try:
             if not cap.isOpened():
                 _release(cap)
@@ -767,6 +785,11 @@ def open_source(
     )
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
         index = int(spec)
+        if not 0 <= index < MAX_CAMERA_INDEX:
+            raise LiveheatError(
+                f"camera index {index} is out of range; expected a number from 0 to "
+                f"{MAX_CAMERA_INDEX - 1} (usually 0 or 1), a path or a URL"
+            )
         reader: _Reader = _CaptureReader(index, kind="camera", name=f"camera {index}", **common)
         return Source(reader, live=True if live is None else live)
     spec = os.fspath(spec)

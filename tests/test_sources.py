@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -291,6 +293,32 @@ def test_missing_camera_fails_fast_and_clearly(spec):
     with pytest.raises(LiveheatError, match=r"camera \d+ not found or busy"):
         open_source(spec)
     assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize("spec", [99999999999, "99999999999", 2**31, -1])
+def test_camera_index_beyond_a_c_int_is_a_clear_error(spec):
+    with pytest.raises(LiveheatError, match=r"camera index -?\d+ is out of range.*0 to 2147483647"):
+        open_source(spec)
+
+
+def test_opencv_refusing_a_capture_argument_is_a_liveheat_error():
+    from liveheat.sources import _CaptureReader
+
+    with pytest.raises(LiveheatError, match=r"cannot open camera 9: OpenCV refused it \(.*Bad arg"):
+        _CaptureReader(
+            2**40, kind="camera", name="camera 9", open_timeout=3, reconnect_timeout=1,
+            read_timeout=1, fps=None,
+        )  # fmt: skip
+
+
+def test_cli_run_with_a_huge_camera_index_exits_2_with_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "liveheat", "run", "99999999999", "--no-show"]
+    r = subprocess.run(
+        [*cmd, "-o", str(tmp_path / "out.mp4")], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("liveheat: error: camera index 99999999999 is out of range")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
 def test_nonexistent_path_is_a_clear_error(tmp_path):
