@@ -275,7 +275,7 @@ class Backbone:
         self._lock = threading.Lock()
         proto = _load_onnx(self.model_path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
-        self._graph = _Graph(proto)
+        self._graph = _Graph(proto, self.model_path.name)
         g = self._graph
         md = self.metadata
 
@@ -650,7 +650,7 @@ def _to_uint8(img: np.ndarray, channels: int) -> np.ndarray:
 class _Graph:
     """Read-only questions about an ONNX graph (inputs, head, layers) plus adding outputs."""
 
-    def __init__(self, proto) -> None:
+    def __init__(self, proto, model_name: str = "the model") -> None:
         import onnx
         from onnx import shape_inference
 
@@ -659,6 +659,7 @@ class _Graph:
         except Exception:  # unknown opset / custom ops: go on without inferred shapes
             inferred = proto
         self.proto = inferred
+        self.model_name = model_name
         self.onnx = onnx
         g = inferred.graph
         self.inits = {t.name: t for t in g.initializer}
@@ -856,19 +857,29 @@ class _Graph:
                 return name
             name = node.input[0]
 
-    def const(self, name: str) -> np.ndarray | None:
-        """Value of a constant tensor (initializer, Constant, or a dequantised initializer)."""
+    def _array(self, tensor, name: str) -> np.ndarray:
+        """A TensorProto's values; LiveheatError naming it when its data is damaged."""
         from onnx import numpy_helper
 
+        try:
+            return numpy_helper.to_array(tensor)
+        except Exception as e:  # cut raw data (reshape fails), bad dtype, missing external data
+            raise LiveheatError(
+                f"{self.model_name}: corrupt initializer {name!r} ({_first_line(e)}); "
+                "the file is damaged: re-export or re-download the model"
+            ) from None
+
+    def const(self, name: str) -> np.ndarray | None:
+        """Value of a constant tensor (initializer, Constant, or a dequantised initializer)."""
         if name in self.inits:
-            return numpy_helper.to_array(self.inits[name])
+            return self._array(self.inits[name], name)
         node = self.producers.get(name)
         if node is None:
             return None
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
-                    return numpy_helper.to_array(a.t)
+                    return self._array(a.t, name)
             return None
         if node.op_type in ("Identity", "Cast") and node.input:
             return self.const(node.input[0])

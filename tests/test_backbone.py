@@ -446,6 +446,21 @@ def test_bad_model_never_crashes_the_process(tmp_path, bb_fp32):
         assert "Traceback" not in r.stderr
 
 
+def _cut_initializer(src, dst, name: str, nbytes: int = 8) -> None:
+    """Copy an ONNX model with the raw data of initializer `name` cut short by `nbytes`."""
+    model = onnx.load(str(src))
+    (init,) = [t for t in model.graph.initializer if t.name == name]
+    init.raw_data = init.raw_data[:-nbytes]
+    onnx.save(model, str(dst))
+
+
+def test_corrupt_classifier_initializer_is_named(tiny_model, tmp_path):
+    bad = tmp_path / "bad.onnx"
+    _cut_initializer(tiny_model[0], bad, "fc.w")
+    with pytest.raises(LiveheatError, match=r"bad.onnx: corrupt initializer 'fc.w' \(cannot resh"):
+        Backbone(bad)
+
+
 # ---------------------------------------------------------------- command line
 def run_cli(*args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "liveheat", *map(str, args)]
