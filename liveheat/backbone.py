@@ -30,6 +30,8 @@ DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (224, 224)
 
+_QUIET_RUN = ort.RunOptions()  # read-only once made: shared by every thread's run()
+_QUIET_RUN.log_severity_level = 4
 _BLOB_PARAMS = hasattr(cv2.dnn, "blobFromImageWithParams")  # OpenCV >= 4.8
 _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}  # onnx TensorProto elem types
 # ops that keep a tensor's values (quantisation round trips, renames) ...
@@ -320,8 +322,11 @@ class Backbone:
 
         # session
         self.providers = _providers(providers)
+        # onnxruntime logs its own [E:onnxruntime...] lines even at ERROR (3); 4 = FATAL only, so
+        # a bad model or a failing node reaches the user as our one LiveheatError line
+        ort.set_default_logger_severity(4)
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4
         so.inter_op_num_threads = 1
         if threads is not None:
             if int(threads) < 1:
@@ -454,7 +459,7 @@ class Backbone:
         # and each thread preprocesses into its own buffer
         blob, geo = self.preprocess(frame)
         try:
-            outs = self._session.run(self._fetch, {self._input_name: blob})
+            outs = self._session.run(self._fetch, {self._input_name: blob}, _QUIET_RUN)
         except Exception as e:
             raise LiveheatError(
                 f"{self.model_path.name} failed on a {geo.input_shape[0]}x"

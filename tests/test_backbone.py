@@ -461,6 +461,47 @@ def test_corrupt_classifier_initializer_is_named(tiny_model, tmp_path):
         Backbone(bad)
 
 
+def _failing_reshape_model(path) -> None:
+    """Conv -> Relu -> Reshape to a fixed 1x4x7x7: loads fine, fails inside onnxruntime's run."""
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Reshape", ["relu", "shape"], ["flat"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "runfail",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("flat", TensorProto.FLOAT, None)],
+        [
+            numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"),
+            numpy_helper.from_array(np.array([1, 4, 7, 7], np.int64), "shape"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("case", ["head", "conv", "run"])
+def test_bad_model_in_liveheat_image_gives_exactly_one_error_line(tmp_path, tiny_model, case):
+    bad = tmp_path / f"{case}.onnx"
+    if case == "head":  # our head detection reads it
+        _cut_initializer(tiny_model[0], bad, "fc.w")
+    elif case == "conv":  # only onnxruntime reads it (at load)
+        _cut_initializer(tiny_model[0], bad, "conv2.w")
+    else:  # onnxruntime fails a node at run time
+        _failing_reshape_model(bad)
+    img = tmp_path / "grey.png"
+    cv2.imwrite(str(img), np.full((64, 80, 3), 128, np.uint8))
+    r = run_cli("image", img, "-o", tmp_path / "out.png", "--model", bad, "--method", "mean")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("liveheat: error: ") and r.stderr.count("\n") == 1, r.stderr
+    want = {"head": "corrupt initializer 'fc.w'", "conv": "conv2.w", "run": "Reshape"}[case]
+    assert want in r.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
 # ---------------------------------------------------------------- command line
 def run_cli(*args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "liveheat", *map(str, args)]
