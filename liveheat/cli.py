@@ -237,6 +237,31 @@ def _cmd_run(args) -> int:
     return _run_video(args.source, _run_settings(args), max_frames=args.max_frames)
 
 
+def _same_file(a, b) -> bool:
+    """True when the two paths name one file (compared by inode when both exist)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_paths(spec, settings) -> None:
+    """Refuse to write over the source (or the video over the maps) before anything opens."""
+    for flag, path in (("-o", settings.output), ("--dump-maps", settings.dump_maps)):
+        if path and isinstance(spec, str | os.PathLike) and _same_file(spec, path):
+            raise LiveheatError(
+                f"{flag} {os.fspath(path)!r} is the source itself; writing it would destroy "
+                "the input: choose another file name"
+            )
+    if settings.output and settings.dump_maps and _same_file(settings.output, settings.dump_maps):
+        raise LiveheatError(
+            f"-o and --dump-maps name the same file {os.fspath(settings.output)!r}; "
+            "choose two file names"
+        )
+
+
 def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     """Open the source, check everything, then outputs, run, summary; the exit status."""
     import contextlib
@@ -245,6 +270,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     from liveheat.pipeline import Runner, make_backbone, preflight
     from liveheat.sources import open_source
 
+    _check_paths(spec, settings)
     show = False
     if settings.show:
         show, reason = display_available()

@@ -72,7 +72,12 @@ class VideoSink:
     unrounded (30000/1001 stays 29.97...). `size` (W, H) defaults to the first frame's size; a
     frame of another size (e.g. panels toggled on) is letterboxed into it (scaled to fit, aspect
     kept, black bars) and counted in `.resized`. A bad path or extension or no working codec raises
-    LiveheatError before any frame; a sink closed with no frame written removes its file.
+    LiveheatError before any frame.
+
+    Frames go to a temporary file beside the target (`.NAME.<pid>.tmp.EXT`, `.tmp_path`), which
+    `close()` renames onto `path` once at least one frame was written: a run that fails before
+    its first frame leaves an existing file untouched, and an interrupted one still ends with a
+    finalised file at `path`. A sink closed with no frame written removes its temporary file.
 
     Examples:
         >>> import numpy as np
@@ -129,6 +134,9 @@ class VideoSink:
             raise LiveheatError(
                 f"cannot write video '{self.path}': permission denied; choose a writable path"
             )
+        base = self.path.name[: len(self.path.name) - len(self.path.suffix)]
+        #: where frames are written until close() renames the file onto `path`
+        self.tmp_path = self.path.with_name(f".{base}.{os.getpid()}.tmp{self.path.suffix}")
         self.size: tuple[int, int] | None = None
         self.fourcc: str | None = None
         self.frames_written = 0
@@ -148,7 +156,7 @@ class VideoSink:
     def _try_open(self, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str] | None:
         for code in self.codecs:
             writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*code), self.fps, size, True
+                str(self.tmp_path), cv2.VideoWriter_fourcc(*code), self.fps, size, True
             )
             if writer.isOpened():
                 return writer, code
@@ -165,15 +173,13 @@ class VideoSink:
 
     def _probe(self) -> None:
         """No size yet: check now (before any frame) that some codec opens, then wait."""
-        existed = self.path.exists()
         opened = self._try_open((64, 64))
         if opened is None:
             raise self._no_codec()
         opened[0].release()
         self.fourcc = opened[1]
         self.codecs = (opened[1],) + tuple(c for c in self.codecs if c != opened[1])
-        if not existed:
-            self._remove_file()
+        self._remove_file()
 
     def _open(self, size: tuple[int, int]) -> None:
         opened = self._try_open(size)
@@ -183,9 +189,10 @@ class VideoSink:
         self.size = size
 
     def _remove_file(self) -> None:
+        """Remove the temporary file (never the target: an old file there stays intact)."""
         try:
-            if self.path.is_file():
-                self.path.unlink()
+            if self.tmp_path.is_file():
+                self.tmp_path.unlink()
         except OSError:
             pass
 
@@ -226,7 +233,8 @@ class VideoSink:
             self.frames_written += 1
 
     def close(self) -> None:
-        """Finalise the file so it plays (idempotent); with no frame written, remove it."""
+        """Finalise the file so it plays and move it to `path` (idempotent); with no frame
+        written, remove the temporary file and leave `path` as it was."""
         with self._lock:
             if self._closed:
                 return
@@ -236,6 +244,14 @@ class VideoSink:
                 writer.release()
             if self.frames_written == 0:
                 self._remove_file()
+                return
+            try:
+                os.replace(self.tmp_path, self.path)
+            except OSError as e:
+                raise LiveheatError(
+                    f"cannot write video '{self.path}': {e.strerror or e}; the frames are in "
+                    f"'{self.tmp_path}'"
+                ) from None
 
     def __enter__(self) -> VideoSink:
         return self

@@ -120,12 +120,14 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
         stderr=subprocess.PIPE,
         text=True,
     )
+    partial = tmp_path / f".out.{proc.pid}.tmp.mp4"  # frames go here until the file is final
     try:
         deadline = time.monotonic() + 90
-        while not (out.exists() and out.stat().st_size > 150_000):
+        while not (partial.exists() and partial.stat().st_size > 150_000):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no frames were written"
             time.sleep(0.1)
+        assert not out.exists()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -138,6 +140,18 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
     n, fps, size, _ = read_video(out)
     assert 0 < n == n_summary < N_CLIP
     assert size == (1280, 720) and fps == pytest.approx(25.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
+
+
+def test_output_over_the_source_is_refused_and_the_source_kept(tmp_path):
+    clip = tmp_path / "in.mp4"
+    clip.write_bytes(CLIP.read_bytes())
+    for args in (("-o", clip), ("-o", tmp_path / "." / "in.mp4"), ("--dump-maps", clip)):
+        r = liveheat_cmd("run", clip, *args, *FAST, cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("liveheat: error:") and "source itself" in r.stderr
+        assert clip.read_bytes() == CLIP.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.mp4"]
 
 
 def test_truncated_clip_processes_readable_frames_then_fails(tmp_path):

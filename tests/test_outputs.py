@@ -146,10 +146,11 @@ def test_a_folder_is_not_a_video_path(tmp_path):
 
 def test_closing_without_frames_leaves_no_file_and_close_is_idempotent(tmp_path, small_frames):
     empty = VideoSink(tmp_path / "empty.mp4", fps=25, size=(320, 180))
-    assert (tmp_path / "empty.mp4").exists()  # the writer created it
-    empty.close()
-    empty.close()
+    assert empty.tmp_path.exists() and empty.tmp_path.parent == tmp_path  # the writer's file
     assert not (tmp_path / "empty.mp4").exists()
+    empty.close()
+    empty.close()
+    assert list(tmp_path.iterdir()) == []
     sink = VideoSink(tmp_path / "one.avi", fps=25)
     sink.write(small_frames[0])
     sink.close()
@@ -157,6 +158,27 @@ def test_closing_without_frames_leaves_no_file_and_close_is_idempotent(tmp_path,
     with pytest.raises(LiveheatError, match="already closed"):
         sink.write(small_frames[1])
     assert len(read_frames(tmp_path / "one.avi")) == 1
+
+
+def test_an_existing_file_is_replaced_only_when_frames_were_written(tmp_path, small_frames):
+    target = tmp_path / "old.avi"
+    with VideoSink(target, fps=25) as sink:
+        for f in small_frames[:2]:
+            sink.write(f)
+    old = target.read_bytes()
+    # a run that fails before its first frame: the old recording is untouched
+    with pytest.raises(RuntimeError):
+        with VideoSink(target, fps=25, size=(320, 180)) as sink:
+            raise RuntimeError("the run failed")
+    assert target.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["old.avi"]
+    # while recording, the old file stays as it was; close() swaps the new one in
+    sink = VideoSink(target, fps=25)
+    for f in small_frames[:5]:
+        sink.write(f)
+    assert target.read_bytes() == old and sink.tmp_path.name.startswith(".old.")
+    sink.close()
+    assert len(read_frames(target)) == 5 and not sink.tmp_path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["old.avi"]
 
 
 def test_non_image_input_is_a_clear_error(tmp_path):
