@@ -42,6 +42,7 @@ IMAGE_EXTENSIONS = (
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_IMAGE_FPS = 25.0
 MAX_CAMERA_INDEX = 2**31  # OpenCV takes a C int
+HEALTHY_S = 5.0  # a reconnected stream must stay up this long before its back-off resets
 # NTSC-family rates (N * 1000/1001): containers often store them rounded (29.97); keep them exact
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
 
@@ -372,6 +373,12 @@ class _CaptureReader(_Reader):
         self.reconnects = 0
         self._stop = threading.Event()
         self._lost_since: float | None = None
+        # stream outage: kept across reconnects that do not stay up HEALTHY_S, so a server that
+        # accepts, sends a few frames and drops is retried with growing delays, then given up
+        self._outage_since: float | None = None
+        self._outage_reconnects = 0
+        self._delay = 0.0
+        self._connected_at = time.monotonic()
         cap, first = _call_with_timeout(self._connect, self.open_timeout, self._drop, name)
         if cap is None:
             raise LiveheatError(self._open_failure())
@@ -445,6 +452,11 @@ class _CaptureReader(_Reader):
                     ok, image = False, None
             if ok and image is not None:
                 self._lost_since = None
+                if (
+                    self._outage_since is not None
+                    and time.monotonic() - self._connected_at >= HEALTHY_S
+                ):  # the reconnected stream stayed up: the outage is over, back-off resets
+                    self._outage_since, self._outage_reconnects, self._delay = None, 0, 0.0
                 return _as_bgr(image)
             if self._stop.is_set():
                 return None
@@ -475,15 +487,32 @@ class _CaptureReader(_Reader):
         return None
 
     def _reconnect(self) -> np.ndarray | None:
-        """The stream broke: reconnect with back-off (0.25 s doubling to 4 s) until the deadline."""
+        """The stream broke: reconnect with back-off until `reconnect_timeout` s after the first
+        loss. The first try is immediate, then 0.25 s doubling to 4 s between tries; a reconnect
+        counts as the end of the outage only once it stays up HEALTHY_S, so a stream that keeps
+        dropping right after connecting keeps its back-off and its deadline."""
         _release(self._cap)
         self._cap = None
-        start = time.monotonic()
-        deadline = start + self.reconnect_timeout
-        delay = 0.25
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since, self._outage_reconnects, self._delay = now, 0, 0.0
+            log.warning("liveheat: stream %s lost; reconnecting", self.name)
+        else:
+            log.warning(
+                "liveheat: stream %s dropped again %.1f s after reconnecting; retrying in %g s",
+                self.name,
+                now - self._connected_at,
+                self._delay,
+            )
+        deadline = self._outage_since + self.reconnect_timeout
         tries = 0
-        log.warning("liveheat: stream %s lost; reconnecting", self.name)
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._stop.is_set():
+            wait = min(self._delay, deadline - time.monotonic())
+            if wait > 0 and self._stop.wait(wait):
+                break
+            if time.monotonic() >= deadline:
+                break
+            self._delay = min(max(self._delay * 2, 0.25), 4.0)
             tries += 1
             cap, image = self._connect()
             if cap is not None:
@@ -491,16 +520,23 @@ class _CaptureReader(_Reader):
                     _release(cap)
                     return None
                 self._cap = cap
+                self._connected_at = time.monotonic()
                 self.reconnects += 1
+                self._outage_reconnects += 1
                 log.warning("liveheat: stream %s back after %d attempt(s)", self.name, tries)
                 return image
-            self._stop.wait(max(0.0, min(delay, deadline - time.monotonic())))
-            delay = min(delay * 2, 4.0)
         if not self._stop.is_set():
-            self.error = (
-                f"stream {self.name} lost and not back within {self.reconnect_timeout:g} s "
-                f"({tries} reconnect attempt(s))"
-            )
+            if self._outage_reconnects:
+                self.error = (
+                    f"stream {self.name} keeps dropping: {self._outage_reconnects} reconnect(s) "
+                    f"in {time.monotonic() - self._outage_since:.0f} s, none stayed up "
+                    f"{HEALTHY_S:g} s; gave up after {self.reconnect_timeout:g} s"
+                )
+            else:
+                self.error = (
+                    f"stream {self.name} lost and not back within {self.reconnect_timeout:g} s "
+                    f"({tries} reconnect attempt(s))"
+                )
         return None
 
     def interrupt(self) -> None:
@@ -751,7 +787,8 @@ def open_source(
     file at its end (indices keep increasing; `frame_count` is then None). `fps` sets the rate of
     an image sequence (default 25) or overrides what a file reports. Cameras and URLs that do not
     deliver a frame within `open_timeout` s raise LiveheatError; a URL that breaks later is
-    reopened with back-off (0.25 s doubling to 4 s) for up to `reconnect_timeout` s, then the
+    reopened with back-off (0.25 s doubling to 4 s) for up to `reconnect_timeout` s from the
+    first loss (a reconnect that drops again within 5 s does not reset either), then the
     source ends with `.error` set; a stream read stalled for `read_timeout` s counts as broken.
     A camera that stops delivering frames for 1 s ends the source with `.error` set. Image
     folders and globs are sorted naturally (2 before 10); unreadable images are skipped with a

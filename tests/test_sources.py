@@ -262,6 +262,38 @@ def test_stream_gives_up_after_the_reconnect_timeout():
         srv.close()
 
 
+def _drain(src, seconds: float) -> list:
+    """Frames read from a live source for `seconds` (fewer if it ends)."""
+    frames, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        frame = src.read()
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def test_stream_that_drops_after_a_few_frames_is_not_reconnected_in_a_storm():
+    # accepts, sends 5 frames, closes: every reconnect "succeeds", none stays up
+    with MjpegServer(CLIP, fps=50, size=(160, 90), limit=5, loop=False) as srv:
+        with open_source(srv.url, reconnect_timeout=30) as src:
+            frames = _drain(src, 3.0)
+            assert len(frames) >= 5 and src.error is None  # still trying: within its 30 s
+            assert 3 <= srv.connections < 20  # back-off kept: ~0, 0.25, 0.5, 1, 2 s apart
+            assert src.reconnects == srv.connections - 1
+
+
+def test_stream_that_keeps_dropping_ends_with_an_error():
+    with MjpegServer(CLIP, fps=50, size=(160, 90), limit=5, loop=False) as srv:
+        start = time.monotonic()
+        with open_source(srv.url, reconnect_timeout=1.5) as src:
+            frames = _drain(src, 20.0)
+        took = time.monotonic() - start
+        assert frames and took < 8.0
+        assert src.error is not None and "keeps dropping" in src.error, src.error
+        assert srv.connections < 10
+
+
 def test_close_while_the_consumer_is_blocked_returns():
     with MjpegServer(CLIP, fps=25, size=(160, 90), limit=10) as srv:
         src = open_source(srv.url, read_timeout=2.0)
