@@ -88,6 +88,9 @@ class VideoSink:
         (3, 'MJPG', (160, 120))
     """
 
+    #: a recorder: the runner gives it every frame once, never the repeats of a paused picture
+    records = True
+
     def __init__(
         self,
         path: str | os.PathLike,

@@ -247,8 +247,9 @@ class _Latest:
 
 
 def _records(out: Any) -> bool:
-    """True for outputs that record every frame (a file): they never get paused repeats."""
-    return hasattr(out, "frames_written")
+    """True for outputs that record every frame (a file; class attribute `records = True`):
+    they never get paused repeats. Viewers (a window, the stream server) do."""
+    return bool(getattr(out, "records", False))
 
 
 def _cores() -> int:

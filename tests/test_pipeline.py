@@ -236,16 +236,27 @@ def test_stop_from_an_output_and_stop_requested(bb):
     assert stage_threads() == []
 
 
+class Viewer(Collect):
+    """A viewer that counts what it got, like the stream server (`frames_written`, no `records`)."""
+
+    def write(self, image, frame) -> None:
+        self.frames_written = len(self.indices) + 1
+        super().write(image, frame)
+
+
 def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_path):
     from liveheat.outputs import VideoSink
 
     settings = Settings(hud=False)
     seen = {"repeats": 0, "jet": None, "bone": None}
+    # should the repeats never come, resume anyway so that the test fails instead of hanging
+    fallback = threading.Timer(10.0, settings.update, kwargs={"paused": False})
 
     def control(collector, image, frame):
         n = len(collector.indices)
         if n == 5:
             settings.update(paused=True)
+            fallback.start()
         elif settings.paused:
             assert frame.index == 4  # the held frame
             seen["repeats"] += 1
@@ -256,10 +267,11 @@ def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_pa
                 seen["bone"] = image.copy()
                 settings.update(paused=False)
 
-    out = Collect(on_write=control)
+    out = Viewer(on_write=control)
     with open_source(CLIP) as src, VideoSink(tmp_path / "o.avi", fps=25, size=src.size) as sink:
         stats = Runner(src, settings, outputs=[out, sink], backbone=bb, max_frames=9).run()
         written = sink.frames_written
+    fallback.cancel()
     assert stats.frames_out == 9 and written == 9  # the file got no repeats
     assert [i for i in out.indices if i != 4] == [0, 1, 2, 3, 5, 6, 7, 8]
     assert seen["repeats"] >= 4
