@@ -38,6 +38,21 @@ _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}  # onnx TensorPro
 _VALUE_PASS = {"Identity", "QuantizeLinear", "DequantizeLinear", "Cast"}
 # ... and those that only reshape them between the pooled features and the classifier
 _HEAD_PASS = _VALUE_PASS | {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout"}
+# layout of a layer: ops whose 4-D output is N,C,H,W by the ONNX spec ...
+_CHANNELS_FIRST_OPS = {
+    "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "BatchNormalization",
+    "InstanceNormalization", "LRN", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool",
+    "GlobalMaxPool", "GlobalLpPool", "QLinearAveragePool", "QLinearGlobalAveragePool",
+    "DepthToSpace", "SpaceToDepth", "MaxUnpool", "MaxRoiPool", "RoiAlign",
+}  # fmt: skip
+# ... and ops whose output keeps the layout of their (first non-constant 4-D) input
+_LAYOUT_KEEPING_OPS = _VALUE_PASS | {
+    "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu", "PRelu", "Elu",
+    "Selu", "Celu", "Gelu", "Mish", "Softplus", "Softsign", "ThresholdedRelu", "Erf", "Exp",
+    "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Add", "Sub", "Mul",
+    "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Dropout", "Concat", "Pad", "Resize",
+    "Upsample", "Slice", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
+}  # fmt: skip
 
 
 @dataclass
@@ -286,7 +301,7 @@ class Backbone:
         self._logits_name = g.logits_output(md.get("liveheat.logits_output"))
         self._head = g.head(self._logits_name) if self._logits_name else None
         self.layer = g.pick_layer(layer, md, self._head)
-        self._maps_nhwc = g.channels_last(self.layer, self._nhwc)
+        self._maps_nhwc = g.channels_last(self.layer, self._input_name, self._nhwc)
         self._probs_out = bool(self._logits_name) and g.producer_op(self._logits_name) == "Softmax"
 
         # preprocessing: arguments > metadata > defaults
@@ -771,17 +786,81 @@ class _Graph:
         static = hw if all(isinstance(d, int) and d > 0 for d in hw) else None
         return inp.name, nhwc, channels, static, _FLOAT_TYPES[etype]
 
-    def channels_last(self, name: str, default: bool) -> bool:
-        """Whether a 4-D tensor is N,H,W,C: a fixed last dim after a free second one."""
+    def channels_last(self, name: str, input_name: str, input_nhwc: bool) -> bool:
+        """Whether the 4-D tensor `name` is N,H,W,C, decided for this layer, in this order:
+        the ops that made it (Conv, pooling, normalisation: N,C,H,W; a Transpose moves the
+        channel axis; elementwise ops and activations keep it), then which pair of its dims has
+        the input's H:W ratio, then a fixed last dim after a free second one, then the input's
+        layout."""
+        axis = self._channel_axis(name, input_name, input_nhwc)
+        if axis is not None:
+            return axis == 3
         shp = self.shape(name)
         if shp is None or len(shp) != 4:
-            return default
+            return input_nhwc
+        by_ratio = self._layout_by_ratio(shp, self.shape(input_name), input_nhwc)
+        if by_ratio is not None:
+            return by_ratio
         fixed = [isinstance(d, int) and d > 0 for d in shp]
         if fixed[3] and not fixed[1]:
             return True
         if fixed[1] and not fixed[3]:
             return False
-        return default
+        return input_nhwc
+
+    def _channel_axis(self, name: str, input_name: str, input_nhwc: bool) -> int | None:
+        """1 or 3 when the ops that made `name` say where its channels are, else None."""
+        steps = 0
+        while steps < 10_000:  # a walk up one chain of ops, never a search of the graph
+            steps += 1
+            if name == input_name:
+                return 3 if input_nhwc else 1
+            node = self.producers.get(name)
+            if node is None:
+                return None
+            op = node.op_type
+            if op in _CHANNELS_FIRST_OPS:
+                return 1
+            if op == "Transpose":
+                perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+                if perm is None or sorted(perm) != [0, 1, 2, 3]:
+                    return None
+                before = self._channel_axis(node.input[0], input_name, input_nhwc)
+                if before is None:  # the usual conversions, whatever came before
+                    before = {(0, 2, 3, 1): 1, (0, 3, 1, 2): 3}.get(tuple(perm))
+                if before is None:
+                    return None
+                after = perm.index(before)
+                return after if after in (1, 3) else None
+            if op not in _LAYOUT_KEEPING_OPS:
+                return None
+            data = [
+                x
+                for x in node.input
+                if x and not self._is_const(x) and len(self.shape(x) or (0,) * 4) == 4
+            ]
+            if not data:
+                return None
+            name = data[0]
+        return None
+
+    @staticmethod
+    def _layout_by_ratio(shp: tuple, inp: tuple | None, input_nhwc: bool) -> bool | None:
+        """N,H,W,C (True) or N,C,H,W (False) when only one reading of `shp` has the input's
+        H:W ratio (within a stride's rounding); None when both or neither do."""
+        if inp is None or len(inp) != 4:
+            return None
+        ih, iw = (inp[1], inp[2]) if input_nhwc else (inp[2], inp[3])
+        if not all(isinstance(d, int) and d > 0 for d in (ih, iw)):
+            return None
+
+        def fits(h, w) -> bool:
+            if not (isinstance(h, int) and isinstance(w, int) and 0 < h <= ih and 0 < w <= iw):
+                return False
+            return abs(h * iw / ih - w) <= 1 and abs(w * ih / iw - h) <= 1
+
+        first, last = fits(shp[2], shp[3]), fits(shp[1], shp[2])
+        return None if first == last else last
 
     def logits_output(self, hint: str | None) -> str | None:
         if hint and hint in self.output_names:

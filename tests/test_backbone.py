@@ -361,6 +361,67 @@ def test_grey_and_channels_last_models(tmp_path, chelsea):
         np.testing.assert_allclose(feats.maps, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def tf_style_model(tmp_path_factory):
+    """A TensorFlow-style model with fully fixed shapes: input 1x64x96x3 -> Transpose -> 1x1
+    conv stride 2 -> Relu 1x8x32x48 (N,C,H,W) -> Transpose 1x32x48x8 (N,H,W,C), each also
+    behind an identity Reshape (an op that says nothing about layout). Returns (path, w)."""
+    w = np.random.default_rng(5).normal(size=(8, 3, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["image"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "w"], ["conv"], strides=[2, 2]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Transpose", ["relu"], ["relu_nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["relu", "first"], ["reshaped_nchw"]),
+        helper.make_node("Reshape", ["relu_nhwc", "last"], ["reshaped_nhwc"]),
+    ]
+    out = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+        for n in ("relu_nhwc", "reshaped_nchw", "reshaped_nhwc")
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tf_style",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 64, 96, 3])],
+        out,
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array([1, 8, 32, 48], np.int64), "first"),
+            numpy_helper.from_array(np.array([1, 32, 48, 8], np.int64), "last"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("tf") / "tf_style.onnx"
+    onnx.save(model, str(path))
+    return path, w
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        ("relu", (1, 8, 32, 48)),  # made by Conv (through Relu): channels first
+        ("relu_nhwc", (1, 32, 48, 8)),  # Transpose [0, 2, 3, 1]: channels last
+        ("reshaped_nchw", (1, 8, 32, 48)),  # opaque op: (32, 48) has the input's 64:96
+        ("reshaped_nhwc", (1, 32, 48, 8)),
+    ],
+)
+def test_fixed_shape_channels_last_input_gets_each_layers_layout_right(
+    tf_style_model, chelsea, layer, shape
+):
+    path, w = tf_style_model
+    bb = Backbone(path, layer=layer, threads=1)
+    assert bb.input_size == (64, 96)
+    assert next(x.shape for x in bb.layers() if x.name == layer) == shape
+    blob, _ = bb.preprocess(chelsea)
+    assert blob.shape == (1, 64, 96, 3)
+    feats = bb(chelsea)
+    assert feats.maps.shape == (8, 32, 48)
+    want = np.maximum(np.einsum("oc,hwc->ohw", w[:, :, 0, 0], blob[0, ::2, ::2]), 0)
+    np.testing.assert_allclose(feats.maps, want, rtol=1e-4, atol=1e-4)
+    assert feats.valid == (0.0, 32.0, 0.0, 48.0)
+
+
 def test_unavailable_provider_falls_back_to_cpu_with_one_warning(tiny_model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
