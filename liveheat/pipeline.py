@@ -30,6 +30,7 @@ _LATENCY_WINDOW = 10_000  # latencies kept for p50/p95 (about 5 minutes at 30 fp
 _RATE_WINDOW = 64  # events kept for the fps figures (about 2 s at 30 fps)
 
 _END = None  # the sentinel that ends a queue
+_STEADY_NORMS = ("minmax", "fixed")  # norms a smoothed map is drawn with on the smoother's scale
 
 
 @dataclass(slots=True)
@@ -43,6 +44,10 @@ class _Job:
     feat_index: int = -1  # source index of the frame those features came from
     feat_t: float = 0.0  # capture time of that frame
     infer: bool = True  # recorded: run the model on this frame (else reuse the last map)
+    # what the render stage drew for this frame, so a paused picture is redrawn from it
+    heat: Any = None  # the (smoothed) map drawn on this frame
+    heat_key: tuple | None = None  # (method, target) it was computed with
+    scale: tuple[float, float] | None = None  # (vmin, vmax) of a smoothed map's steady scale
 
 
 class RunStats:
@@ -206,6 +211,10 @@ def _rate(times: collections.deque) -> float:
         return 0.0
     span = times[-1] - times[0]
     return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def _range(heat: np.ndarray) -> tuple[float, float]:
+    return (float(np.min(heat)), float(np.max(heat))) if heat.size else (0.0, 1.0)
 
 
 def _top1(features: Any) -> tuple[str, float] | None:
@@ -629,6 +638,7 @@ class Runner:
                             )
                         ready.append(job)
                 for job in ready:
+                    self._wait_unpaused()  # no frame is drawn with settings tried while paused
                     with self._render_lock:
                         image = self._render(job, self.settings.snapshot())
                     if not self._put(q_out, (image, job)):
@@ -640,7 +650,12 @@ class Runner:
 
     # ------------------------------------------------------------------ rendering
     def _heat(self, job: _Job, snap: Settings) -> np.ndarray | None:
-        """The map for this job's features under these settings (cached between frames)."""
+        """The map for this job's features under these settings (cached between frames).
+
+        The one place that feeds the smoother, the dumped maps and the top class: called once
+        per frame in frame order, never for a paused picture. Nothing changes unless it
+        succeeds (a bad live setting leaves no trace).
+        """
         feats = job.features
         if feats is None:
             return None
@@ -651,42 +666,72 @@ class Runner:
         if feats is self._c_feats and key == self._c_key:
             return self._c_heat
         new_features = feats is not self._c_feats
-        if new_features:
-            self.stats._shown(feats)
         raw = heatmap(feats, method=snap.method, target=target)
-        if new_features and snap.dump_maps:
-            self._maps.append(np.asarray(raw, np.float32))
-            self._map_index.append(int(job.feat_index))
         heat = raw
         if snap.smooth > 0:
             # a new target/method/factor starts a fresh smoother (the old scale means nothing)
             if self._smoother is None or key != self._smoother_key:
                 self._smoother, self._smoother_key = TemporalSmoother(float(snap.smooth)), key
             heat = self._smoother(raw, features=feats)  # scene cuts seen in pooled features
+        if new_features:
+            self.stats._shown(feats)
+            if snap.dump_maps:
+                self._maps.append(np.asarray(raw, np.float32))
+                self._map_index.append(int(job.feat_index))
         self._c_feats, self._c_key, self._c_heat = feats, key, heat
-        self._c_raw_range = (float(np.min(heat)), float(np.max(heat))) if heat.size else (0, 1)
+        self._c_raw_range = _range(heat)
         return heat
 
-    def _render(self, job: _Job, snap: Settings) -> np.ndarray:
+    def _held_heat(
+        self, job: _Job, snap: Settings
+    ) -> tuple[np.ndarray | None, tuple[float, float], bool]:
+        """(map, (lo, hi), steady scale) to redraw a held (paused) frame: the map drawn on it,
+        or, after a method/target change, its raw map; smoother, dump and caches untouched."""
+        feats = job.features
+        if feats is None:
+            return None, (0.0, 1.0), False
+        target = _parse_target(snap.target)
+        if job.heat is not None and job.heat_key == (snap.method, target):
+            if job.scale is not None and snap.norm in _STEADY_NORMS:
+                return job.heat, job.scale, True
+            return job.heat, _range(job.heat), False
+        from liveheat.heatmaps import heatmap
+
+        raw = heatmap(feats, method=snap.method, target=target)
+        return raw, _range(raw), False
+
+    def _render(self, job: _Job, snap: Settings, *, held: bool = False) -> np.ndarray:
+        """Draw one frame. `held`: redraw a paused frame for the viewers (display only)."""
         from liveheat.overlay import overlay, panels
 
         frame = job.frame.image
-        heat = self._heat(job, snap)
-        kw = _drawing_kwargs(snap)
-        lo, hi = self._c_raw_range
-        if heat is not None and snap.smooth > 0 and self._smoother is not None:
-            if snap.norm in ("minmax", "fixed"):  # a steady scale: no flicker from frame to frame
+        if held:
+            heat, (lo, hi), steady = self._held_heat(job, snap)
+        else:
+            heat = self._heat(job, snap)
+            lo, hi = self._c_raw_range
+            # smoothed maps are drawn on the smoother's steady scale: no frame-to-frame flicker
+            steady = (
+                heat is not None
+                and snap.smooth > 0
+                and self._smoother is not None
+                and snap.norm in _STEADY_NORMS
+            )
+            if steady:
                 lo, hi = float(self._smoother.vmin), float(self._smoother.vmax)
-                kw.update(norm="fixed", vmin=lo, vmax=hi)
+            job.heat, job.heat_key = heat, (snap.method, _parse_target(snap.target))
+            job.scale = (lo, hi) if steady else None
+        kw = _drawing_kwargs(snap)
+        if steady:
+            kw.update(norm="fixed", vmin=lo, vmax=hi)
         if heat is None:
             image = frame.copy()
         elif snap.panels:
             image = panels(frame, heat, **kw)
         else:
             image = overlay(frame, heat, **kw)
-        if heat is not None:
-            age = (time.monotonic() - job.feat_t) * 1000.0
-            self.stats.heat_age_ms = age
+        if heat is not None and not held:
+            self.stats.heat_age_ms = (time.monotonic() - job.feat_t) * 1000.0
         if snap.hud:
             self._draw_hud(image, job, snap, heat, lo, hi)
         return image
@@ -808,7 +853,7 @@ class Runner:
                 # for the viewers, so a window keeps answering keys; files get no repeats
                 t = time.monotonic()
                 with self._render_lock:
-                    image = self._render(last, self.settings.snapshot())
+                    image = self._render(last, self.settings.snapshot(), held=True)
                 if self._write(image, last, repeat=True):
                     return
                 time.sleep(max(0.0, _REPEAT_PERIOD - (time.monotonic() - t)))

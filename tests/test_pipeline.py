@@ -283,6 +283,60 @@ def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_pa
     )
 
 
+class Recorder(Collect):
+    """A recording output (`records = True`, like VideoSink): every frame once, no repeats."""
+
+    records = True
+
+
+def test_a_pause_mid_recording_changes_neither_the_file_nor_the_maps(bb, tmp_path):
+    import hashlib
+    import time
+
+    def digest(image):
+        return hashlib.sha1(np.ascontiguousarray(image)).hexdigest()
+
+    def record(settings, viewer=None):
+        rec = Recorder(
+            on_write=lambda c, image, frame: c.images.update({frame.index: digest(image)})
+        )
+        outputs = [rec] if viewer is None else [viewer, rec]
+        with open_source(CLIP) as src:
+            stats = Runner(src, settings, outputs=outputs, backbone=bb, max_frames=20).run()
+        with np.load(settings.dump_maps) as z:
+            return rec, stats, z["frames"].tolist(), z["maps"]
+
+    plain = Settings(hud=False, smooth=0.5, dump_maps=str(tmp_path / "plain.npz"))
+    rec0, _, frames0, maps0 = record(plain)
+
+    settings = Settings(hud=False, smooth=0.5, dump_maps=str(tmp_path / "paused.npz"))
+    repeats = []
+    fallback = threading.Timer(10.0, settings.update, kwargs={"paused": False})
+
+    def control(viewer, image, frame):
+        if settings.paused:
+            repeats.append(frame.index)
+            if len(repeats) == 2:  # live edits while paused: shown, then taken back
+                settings.update(method="eigen", colormap="bone")
+            elif len(repeats) == 4:
+                settings.update(method="cam", colormap="jet")
+            elif len(repeats) == 6:
+                settings.update(paused=False)
+        elif len(viewer.indices) == 5:
+            time.sleep(0.3)  # the render stage runs ahead meanwhile (the queue fills)
+            settings.update(paused=True)
+            fallback.start()
+
+    rec, stats, frames, maps = record(settings, Viewer(on_write=control))
+    fallback.cancel()
+    assert len(repeats) >= 6 and set(repeats) == {4}  # the held frame, repeated to the viewer
+    assert frames == frames0 == list(range(20))  # every map once, in order
+    np.testing.assert_allclose(maps, maps0, rtol=1e-5, atol=1e-6)
+    assert rec.indices == rec0.indices == list(range(20))
+    assert rec.images == rec0.images  # the smoother never saw the held frame again
+    assert stats.frames_out == 20
+
+
 def test_smoothing_matches_the_smoother(bb):
     out = Collect(keep=(9,))
     with open_source(CLIP) as src:
