@@ -6,6 +6,7 @@ Any 4-D tensor of any ONNX model can be the feature map; the classifier head is 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import threading
@@ -497,7 +498,15 @@ class Backbone:
                 logits = np.log(np.maximum(logits, np.float32(1e-30)))
         mh, mw = maps.shape[1:]
         (ih, iw), (t, b, left, r) = geo.input_shape, geo.pad
-        valid = (t * mh / ih, (ih - b) * mh / ih, left * mw / iw, (iw - r) * mw / iw)
+        # map cell j covers input pixels [j * stride, (j + 1) * stride): the overhang of a map
+        # rounded up (300 px at stride 32 -> 10 cells = 320 px) and the letterbox are cut off
+        sy, sx = effective_stride(ih, mh), effective_stride(iw, mw)
+        valid = (
+            min(t / sy, mh),
+            min((ih - b) / sy, mh),
+            min(left / sx, mw),
+            min((iw - r) / sx, mw),
+        )
         return Features(
             maps=maps,
             logits=logits,
@@ -548,6 +557,34 @@ def layers_table(bb: Backbone) -> str:
 
 
 # ---------------------------------------------------------------------- helpers
+@functools.lru_cache(maxsize=256)
+def effective_stride(size: int, cells: int) -> float:
+    """Input pixels per map cell along one axis, from the input size and the map size.
+
+    CNN maps have ceil(size / stride) cells (padded convs) or floor (unpadded), so the ratio
+    alone misleads when the size is not a multiple of the stride: the whole-number strides that
+    give `cells` either way are candidates; a power of two wins (CNN strides), else the one
+    nearest the ratio. Maps as big as the input or bigger (upsampled) keep the plain ratio.
+
+    Examples:
+        >>> effective_stride(224, 7), effective_stride(300, 10), effective_stride(300, 19)
+        (32, 32, 16)
+        >>> effective_stride(300, 21), effective_stride(64, 128)   # ViT patch 14; upsampled
+        (14, 0.5)
+    """
+    if size <= 0 or cells <= 0:
+        return 1
+    ratio = size / cells
+    if ratio <= 1:
+        return 1 if size == cells else ratio
+    lo, hi = max(1, int(ratio / 2)), int(ratio * 2) + 1
+    fits = [s for s in range(lo, hi + 1) if -(-size // s) == cells or size // s == cells]
+    if not fits:
+        return ratio
+    powers = [s for s in fits if s & (s - 1) == 0]
+    return min(powers or fits, key=lambda s: (abs(s - ratio), s))
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     msg = text[0] if text else type(e).__name__

@@ -422,6 +422,33 @@ def test_fixed_shape_channels_last_input_gets_each_layers_layout_right(
     assert feats.valid == (0.0, 32.0, 0.0, 48.0)
 
 
+def test_map_of_an_input_not_a_multiple_of_the_stride_lands_where_the_object_is(tmp_path, chelsea):
+    # one 32x32 stride-32 average pool, ceil mode: 300 px -> 10 cells covering 320 px
+    pool = helper.make_node(
+        "AveragePool", ["image"], ["pooled"], kernel_shape=[32, 32], strides=[32, 32], ceil_mode=1
+    )
+    graph = helper.make_graph(
+        [pool],
+        "stride32",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n", 3, "h2", "w2"])],
+    )
+    path = tmp_path / "stride32.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    bb = Backbone(path, input_size=300, mean=0, std=1, scale=1 / 255, threads=1)
+    frame = (cv2.resize(chelsea, (300, 300)) * 0.2).astype(np.uint8)
+    frame[:, 256:288] = 255  # a bright strip over map column 8
+    feats = bb(frame)
+    assert feats.maps.shape == (3, 10, 10)
+    assert feats.valid == (0.0, 300 / 32, 0.0, 300 / 32)  # the 20 px overhang cut off
+    heat = heatmap(feats, "mean")
+    projected = cv2.resize(heat, (300, 300), interpolation=cv2.INTER_LINEAR)  # as overlay does
+    cols = projected.mean(axis=0)
+    hot = np.flatnonzero(cols > (cols.min() + cols.max()) / 2)
+    assert abs(hot.mean() - 272) < 4, hot  # the strip's centre, not 255 (10 cells over 300 px)
+    assert 252 <= hot.min() and hot.max() <= 292
+
+
 def test_unavailable_provider_falls_back_to_cpu_with_one_warning(tiny_model):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
