@@ -484,7 +484,9 @@ class Controls:
         self.message = ""
         self.message_time = 0.0
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
+        """Show `text` as a toast (a window draws `.message` for a moment); thread-safe enough:
+        two plain attribute writes."""
         self.message = text
         self.message_time = time.monotonic()
 
@@ -509,24 +511,24 @@ class Controls:
             return action
         if action == "pause":
             s.update(paused=not s.paused)
-            self._say("paused" if s.paused else "resumed")
+            self.say("paused" if s.paused else "resumed")
         elif action == "method":
             current = "channel:0" if str(s.method).startswith("channel:") else s.method
             method = self._cycle(self.methods, current)
             s.update(method=method)
-            self._say(f"method: {method}")
+            self.say(f"method: {method}")
         elif action == "colormap":
             cmap = self._cycle(self.colormaps, str(s.colormap).lower())
             s.update(colormap=cmap)
-            self._say(f"colormap: {cmap}")
+            self.say(f"colormap: {cmap}")
         elif action in ("alpha_up", "alpha_down"):
             step = ALPHA_STEP if action == "alpha_up" else -ALPHA_STEP
             alpha = round(min(1.0, max(0.0, float(s.alpha) + step)), 2)
             s.update(alpha=alpha)
-            self._say(f"alpha: {alpha:.1f}")
+            self.say(f"alpha: {alpha:.1f}")
         elif action == "panels":
             s.update(panels=not s.panels)
-            self._say("panels on" if s.panels else "panels off")
+            self.say("panels on" if s.panels else "panels off")
         elif action in ("previous", "next"):
             self._step_target(-1 if action == "previous" else 1, features)
         return None
@@ -543,7 +545,7 @@ class Controls:
             n = int(np.shape(maps)[0]) if maps is not None and np.ndim(maps) == 3 else None
             k = (k + step) % n if n else max(0, k + step)
             s.update(method=f"channel:{k}")
-            self._say(f"method: channel:{k}")
+            self.say(f"method: channel:{k}")
             return
         n = _n_classes(features)
         current = s.target
@@ -557,7 +559,7 @@ class Controls:
         s.update(target=target)
         labels = getattr(features, "labels", None)
         name = f" ({labels[target]})" if labels and 0 <= target < len(labels) else ""
-        self._say(f"target: class {target}{name}")
+        self.say(f"target: class {target}{name}")
 
 
 def _text_scale(image: np.ndarray) -> tuple[float, int]:
@@ -787,10 +789,10 @@ class Window:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.screenshot_dir / f"liveheat-{stamp}-{len(self.screenshots) + 1:03d}.png"
         if not cv2.imwrite(str(path), self._last):
-            self.controls._say(f"could not save {path}")
+            self.controls.say(f"could not save {path}")
             return None
         self.screenshots.append(path)
-        self.controls._say(f"saved {path.name}")
+        self.controls.say(f"saved {path.name}")
         return path
 
     def close(self) -> None:

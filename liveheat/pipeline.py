@@ -6,6 +6,7 @@ Bounded queues between the rooms, one `RunStats`, and a clean shutdown from any 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import threading
@@ -30,6 +31,20 @@ _LATENCY_WINDOW = 10_000  # latencies kept for p50/p95 (about 5 minutes at 30 fp
 _RATE_WINDOW = 64  # events kept for the fps figures (about 2 s at 30 fps)
 
 _END = None  # the sentinel that ends a queue
+#: settings a key, the stream page or the API may change mid-run that shape the drawing; a
+#: change that cannot be drawn is undone (the run goes on with the last ones that worked)
+LIVE_FIELDS = (
+    "method",
+    "target",
+    "colormap",
+    "alpha",
+    "mode",
+    "norm",
+    "threshold",
+    "panels",
+    "hud",
+    "smooth",
+)
 _STEADY_NORMS = ("minmax", "fixed")  # norms a smoothed map is drawn with on the smoother's scale
 
 
@@ -75,6 +90,7 @@ class RunStats:
         "uptime_s",
         "error",
         "queue_max",
+        "notice",
     )
 
     def __init__(self) -> None:
@@ -88,6 +104,7 @@ class RunStats:
         self.top_class: str | None = None
         self.top_score: float | None = None
         self.error: str | None = None
+        self.notice: str | None = None  # the last live change that was undone, and why
         self.queue_max = 0  # the deepest any queue between two stages has been
         self._t_cap: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._t_inf: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
@@ -179,6 +196,7 @@ class RunStats:
                 "uptime_s": uptime,
                 "error": self.error,
                 "queue_max": self.queue_max,
+                "notice": self.notice,
             }
 
     def summary(self, output: str | os.PathLike | None = None) -> str:
@@ -318,6 +336,11 @@ def _parse_target(target: str | int | None) -> str | int | None:
     return target
 
 
+def _changed(snap: Settings, good: Settings) -> dict:
+    """The live fields whose value in `snap` differs from `good`: {name: value in snap}."""
+    return {k: getattr(snap, k) for k in LIVE_FIELDS if getattr(snap, k) != getattr(good, k)}
+
+
 def _drawing_kwargs(snap: Settings) -> dict:
     return {
         "alpha": snap.alpha,
@@ -439,6 +462,7 @@ class Runner:
         self._bar: Any = None
         self._render_lock = threading.Lock()
         self._c_class: tuple = (None, None, "")
+        self._good: Settings | None = None  # the last settings a frame was drawn with
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -639,8 +663,7 @@ class Runner:
                         ready.append(job)
                 for job in ready:
                     self._wait_unpaused()  # no frame is drawn with settings tried while paused
-                    with self._render_lock:
-                        image = self._render(job, self.settings.snapshot())
+                    image = self._draw(job)
                     if not self._put(q_out, (image, job)):
                         return
         except BaseException as e:  # noqa: BLE001
@@ -649,6 +672,52 @@ class Runner:
             self._put_end(q_out)
 
     # ------------------------------------------------------------------ rendering
+    def _draw(self, job: _Job, *, held: bool = False) -> np.ndarray:
+        """Render with the current settings; a live change that cannot be drawn is undone.
+
+        A LiveheatError or ValueError with settings that differ from the last ones that drew
+        a frame (e.g. method 'cam' on a layer without a classifier, channel:99999) reverts the
+        changed fields in the shared Settings, says so once (stderr, `stats.notice`, a toast
+        in a window) and draws the frame with the last good settings. The same error with
+        unchanged settings (the first frame, say) ends the run as before.
+        """
+        snap = self.settings.snapshot()
+        with self._render_lock:
+            try:
+                image = self._render(job, snap, held=held)
+            except (LiveheatError, ValueError) as e:
+                good = self._good
+                changed = {} if good is None else _changed(snap, good)
+                if not changed:
+                    raise
+                self._undo(changed, good, e)
+                snap = dataclasses.replace(snap, **{k: getattr(good, k) for k in changed})
+                image = self._render(job, snap, held=held)
+            self._good = snap
+        return image
+
+    def _undo(self, changed: dict, good: Settings, error: BaseException) -> None:
+        """Put the fields of a live change back (unless changed again since) and say why."""
+        now = self.settings.snapshot()
+        self.settings.update(
+            **{k: getattr(good, k) for k, v in changed.items() if getattr(now, k) == v}
+        )
+        what = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        note = f"live change undone ({what}): {reason}"
+        self.stats.notice = note
+        line = f"liveheat: {note}"
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+        for out in self.outputs:
+            say = getattr(getattr(out, "controls", None), "say", None)
+            if callable(say):
+                say(note)
+
     def _heat(self, job: _Job, snap: Settings) -> np.ndarray | None:
         """The map for this job's features under these settings (cached between frames).
 
@@ -852,8 +921,7 @@ class Runner:
                 # hold the picture: re-render it with the current settings (live edits show)
                 # for the viewers, so a window keeps answering keys; files get no repeats
                 t = time.monotonic()
-                with self._render_lock:
-                    image = self._render(last, self.settings.snapshot(), held=True)
+                image = self._draw(last, held=True)
                 if self._write(image, last, repeat=True):
                     return
                 time.sleep(max(0.0, _REPEAT_PERIOD - (time.monotonic() - t)))

@@ -337,6 +337,43 @@ def test_a_pause_mid_recording_changes_neither_the_file_nor_the_maps(bb, tmp_pat
     assert stats.frames_out == 20
 
 
+def test_a_live_change_that_cannot_be_drawn_is_undone_and_the_run_goes_on(capsys):
+    from liveheat.outputs import Controls
+
+    bb_early = Backbone(input_size=128, layer="blocks.1", spinning=False)
+    settings = Settings(hud=False, method="mean")
+
+    def change(viewer, image, frame):
+        n = len(viewer.indices)
+        if n == 3:
+            settings.update(method="cam")  # no classifier behind blocks.1: no CAM
+        elif n == 6:
+            settings.update(method="channel:99999", colormap="bone")
+        elif n == 9:
+            settings.update(method="channel:3")  # a change that works stays
+
+    viewer = Viewer(on_write=change, keep=(4, 7))
+    viewer.controls = Controls(settings)  # like a window: the notice shows as a toast
+    with open_source(CLIP) as src:
+        runner = Runner(src, settings, outputs=[viewer], backbone=bb_early, max_frames=12)
+        stats = runner.run()
+    assert viewer.indices == list(range(12)) and stats.snapshot()["error"] is None
+    assert settings.method == "channel:3" and settings.colormap == "jet"
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "undone" in ln]
+    assert lines[0].startswith("liveheat: live change undone (method='cam'): method 'cam'")
+    assert lines[1].startswith(
+        "liveheat: live change undone (method='channel:99999', colormap='bone'): channel 99999"
+    )
+    assert len(lines) == 2
+    assert stats.snapshot()["notice"] == lines[1].removeprefix("liveheat: ")
+    assert viewer.controls.message == stats.snapshot()["notice"]
+    # the frames after an undone change are drawn as before it (mean, jet)
+    frames = clip_frames((4, 7))
+    for i in (4, 7):
+        expected = overlay(frames[i], heatmap(bb_early(frames[i]), "mean"))
+        np.testing.assert_array_equal(viewer.images[i], expected)
+
+
 def test_smoothing_matches_the_smoother(bb):
     out = Collect(keep=(9,))
     with open_source(CLIP) as src:
