@@ -18,7 +18,16 @@ from liveheat.errors import LiveheatError
 from liveheat.settings import METHODS_FIXED, MODES, NORMS, Settings
 
 PRESETS: tuple[str, ...] = ("edge",)
-_CHANNEL = re.compile(r"^channel:(\d+)$")
+MAX_EVERY = 1000  # infer on every Nth frame: beyond this the heatmap would never change
+_CHANNEL = re.compile(r"channel:[0-9]+")  # ASCII digits only, nothing after (fullmatch)
+# flags that are not keys: what a config file says instead
+_FLAG_ONLY = {
+    "no_show": "write show = false",
+    "no_hud": "write hud = false",
+    "max_frames": "max-frames is a command-line flag only",
+    "config": "config is a command-line flag only",
+    "source": "the source is the command's argument",
+}
 
 
 def usable_cores() -> int:
@@ -152,8 +161,8 @@ def _check_range(key: str, value: Any, bad) -> Any:
         raise bad("a number in [0, 1]")
     if key == "smooth" and not 0.0 <= value < 1.0:
         raise bad("a number in [0, 1) (0 = off)")
-    if key == "every" and value < 1:
-        raise bad("an integer >= 1")
+    if key == "every" and not 1 <= value <= MAX_EVERY:
+        raise bad(f"an integer in [1, {MAX_EVERY}]")
     if key == "threads" and value < 1:
         raise bad("an integer >= 1")
     if key == "max_clients" and value < 1:
@@ -164,7 +173,7 @@ def _check_range(key: str, value: Any, bad) -> Any:
         raise bad("a number > 0")
     if key == "input_size" and (value < 32 or value % 32):
         raise bad("a multiple of 32, at least 32 (e.g. 160, 224)")
-    if key == "method" and value not in METHODS_FIXED and not _CHANNEL.match(value):
+    if key == "method" and value not in METHODS_FIXED and not _CHANNEL.fullmatch(value):
         raise bad(
             f"one of {', '.join(METHODS_FIXED)} or channel:K"
             f"{_did_you_mean(value, METHODS_FIXED).replace(';', ',')}"
@@ -215,8 +224,10 @@ def parse_serve(spec: str | int) -> tuple[str, int]:
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a flat TOML file of settings; return {field name: checked value}.
 
-    Keys are `Settings` field names, written with `_` or `-` (`max_fps` or `max-fps`).
-    An unknown key or a wrong type raises `LiveheatError` naming the key and the file.
+    Keys are `Settings` field names, written with `_` or `-` (`max_fps` or `max-fps`); for the
+    inverted flags that means `show = false` and `hud = false` (not `no-show`, `no-hud`), and
+    flags that are no setting (`max-frames`) have no key. An unknown key or a wrong type
+    raises `LiveheatError` naming the key and the file (and what to write instead).
 
     Examples:
         >>> import tempfile, pathlib
@@ -256,6 +267,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
                 f"[{key}] in {name} is a table; write settings as plain top-level keys "
                 "(alpha = 0.5)"
             )
+        if field in _FLAG_ONLY:
+            raise LiveheatError(f"unknown key {key!r} in {name}; {_FLAG_ONLY[field]}")
         if field not in Settings.keys():
             raise LiveheatError(
                 f"unknown key {key!r} in {name}{_did_you_mean(field, Settings.keys())}; "

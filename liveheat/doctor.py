@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
 import platform
 import sys
@@ -30,6 +31,13 @@ CODECS: tuple[tuple[str, str], ...] = (
     (".mkv", "XVID"),
 )
 CAMERA_INDICES = (0, 1, 2, 3)
+# sha256 of the bundled models as exported (models/README.md lists the same digests)
+EXPECTED_SHA256 = {
+    "efficientnet_lite0.onnx": "720149bc84403488c5315e22b1e643713ba488c38b63b6fca1e92cfa5e0b1b48",
+    "efficientnet_lite0_int8.onnx": (
+        "79babc28b01730a11e2b7a12ab61ae0362db1afa359a5784978937e608f82073"
+    ),
+}
 
 Section = tuple[str, list[tuple[str, str]]]
 
@@ -178,8 +186,8 @@ def display_status() -> tuple[bool, str]:
     """
     try:
         from liveheat.outputs import display_available
-    except ImportError as e:  # outputs missing or broken: say so rather than guess
-        return False, f"cannot check: {e}"
+    except Exception as e:  # outputs (or OpenCV under it) broken: say so rather than guess
+        return False, f"cannot check: {type(e).__name__}: {e}"
     ok, reason = display_available()
     return bool(ok), str(reason or ("available" if ok else "unavailable"))
 
@@ -202,8 +210,8 @@ def sha256(path: str | os.PathLike) -> str:
 def _models() -> list[tuple[str, str]]:
     try:
         from liveheat.backbone import BUNDLED, models_dir
-    except ImportError as e:
-        return [("models", f"cannot check: {e}")]
+    except Exception as e:  # backbone needs onnxruntime and OpenCV
+        return [("models", f"cannot check: {type(e).__name__}: {e}")]
     folder = models_dir()
     rows = [("folder", str(folder))]
     names = list(BUNDLED.values())
@@ -213,23 +221,41 @@ def _models() -> list[tuple[str, str]]:
         path = folder / name
         variant = next((k for k, v in BUNDLED.items() if v == name), "extra")
         if path.is_file():
-            size = path.stat().st_size
-            rows.append((f"{name} ({variant})", f"{size / 1e6:.1f} MB  sha256 {sha256(path)}"))
+            size, digest = path.stat().st_size, sha256(path)
+            expected = EXPECTED_SHA256.get(name)
+            if expected is None:
+                verdict = ""
+            elif digest == expected:
+                verdict = "  ok"
+            else:
+                verdict = f"  MISMATCH (expected {expected}; re-export or reinstall it)"
+            rows.append((f"{name} ({variant})", f"{size / 1e6:.1f} MB  sha256 {digest}{verdict}"))
         else:
             rows.append((f"{name} ({variant})", "MISSING"))
     return rows
 
 
+def _import(name: str):
+    """(module, "") or (None, why): a broken install is a report line, not a traceback."""
+    try:
+        return importlib.import_module(name), ""
+    except Exception as e:  # ImportError, or whatever a half-installed native library raises
+        return None, f"import failed: {type(e).__name__}: {str(e).strip() or '?'}"
+
+
 def collect(*, cameras: bool = True) -> list[Section]:
     """Everything the report shows, as (section title, [(name, value)]) pairs.
+
+    A library that fails to import gets an `import failed: ...` line in its section, and the
+    checks that need it say they were skipped.
 
     Examples:
         >>> dict(collect(cameras=False))["opencv"][0][0]
         'version'
     """
-    import cv2
-    import numpy as np
-    import onnxruntime as ort
+    cv2, cv2_error = _import("cv2")
+    np, np_error = _import("numpy")
+    ort, ort_error = _import("onnxruntime")
 
     import liveheat
     from liveheat.config import usable_cores
@@ -244,39 +270,36 @@ def collect(*, cameras: bool = True) -> list[Section]:
                 ("platform", platform.platform()),
                 ("machine", platform.machine() or "?"),
                 ("cpu cores", f"{usable_cores()} usable of {os.cpu_count()}"),
-                ("numpy", np.__version__),
+                ("numpy", np.__version__ if np is not None else np_error),
             ],
         )
     )
-    try:
-        names = [cv2.videoio_registry.getBackendName(b) for b in cv2.videoio_registry.getBackends()]
-        backends = ", ".join(dict.fromkeys(names))
-    except (AttributeError, cv2.error):
-        backends = "?"
-    sections.append(
-        (
-            "opencv",
-            [
-                ("version", cv2.__version__),
-                ("gui backend", gui_backend()),
-                ("video backends", backends),
-                ("threads", str(cv2.getNumThreads())),
-            ],
-        )
-    )
-    codec_rows = [(f"{ext} {fourcc}", "yes" if ok else "no") for ext, fourcc, ok in probe_codecs()]
+    skipped = [("skipped", "OpenCV or numpy did not import (see above)")]
+    if cv2 is None:
+        sections.append(("opencv", [("import", cv2_error)]))
+    else:
+        sections.append(("opencv", _opencv_rows(cv2)))
+    if cv2 is None or np is None:
+        codec_rows = skipped
+    else:
+        codec_rows = [(f"{e} {fourcc}", "yes" if ok else "no") for e, fourcc, ok in probe_codecs()]
     sections.append(("video codecs (write + read back)", codec_rows))
-    sections.append(
-        (
-            "onnxruntime",
-            [
-                ("version", ort.__version__),
-                ("device", ort.get_device()),
-                ("providers", ", ".join(ort.get_available_providers())),
-            ],
+    if ort is None:
+        sections.append(("onnxruntime", [("import", ort_error)]))
+    else:
+        sections.append(
+            (
+                "onnxruntime",
+                [
+                    ("version", ort.__version__),
+                    ("device", ort.get_device()),
+                    ("providers", ", ".join(ort.get_available_providers())),
+                ],
+            )
         )
-    )
-    if cameras:
+    if cameras and cv2 is None:
+        sections.append(("cameras (indices 0-3)", skipped))
+    elif cameras:
         found, note = probe_cameras()
         rows = [(f"camera {i}", desc) for i, desc in found] or [("cameras", "none found")]
         if note:
@@ -291,6 +314,20 @@ def collect(*, cameras: bool = True) -> list[Section]:
     ]
     sections.append(("environment", env))
     return sections
+
+
+def _opencv_rows(cv2) -> list[tuple[str, str]]:
+    try:
+        names = [cv2.videoio_registry.getBackendName(b) for b in cv2.videoio_registry.getBackends()]
+        backends = ", ".join(dict.fromkeys(names))
+    except (AttributeError, cv2.error):
+        backends = "?"
+    return [
+        ("version", cv2.__version__),
+        ("gui backend", gui_backend()),
+        ("video backends", backends),
+        ("threads", str(cv2.getNumThreads())),
+    ]
 
 
 def format_report(sections: list[Section]) -> str:

@@ -5,7 +5,9 @@ Standard library only; each frame is JPEG-encoded once, on demand, and shared by
 
 from __future__ import annotations
 
+import errno
 import hmac
+import ipaddress
 import json
 import math
 import os
@@ -44,6 +46,9 @@ LIVE_KEYS = (
 )
 _MAX_BODY = 16 * 1024
 _SPARE_CONNECTIONS = 32  # short requests (page, stats, snapshot) beyond the viewers
+_KEEPALIVE_S = 1.0  # no new frame for this long: resend the last one (finds viewers who left)
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+_WILDCARD_HOSTS = ("0.0.0.0", "", "::")
 
 
 class StreamServer:
@@ -51,9 +56,14 @@ class StreamServer:
 
     Routes: `/` page (stream, stats, controls), `/stream` MJPEG, `/snapshot.jpg`, `/stats` JSON,
     `POST /settings` JSON object of live settings (method, colormap, alpha, ...). With a token,
-    every request needs `?token=...` or `Authorization: Bearer ...` (401 otherwise). More than
-    `max_clients` concurrent `/stream` viewers get 503. A client that cannot take a frame within
-    `send_timeout` seconds is dropped; no client ever slows `write()` or the other clients.
+    every request needs `?token=...` or `Authorization: Bearer ...` (401 otherwise). Without one,
+    the `Host` header must name this server (loopback names, the bound host, or an IP address
+    on a wildcard bind), else 403: a DNS-rebinding page cannot reach it. `POST /settings` needs
+    `Content-Type: application/json` (415) and no foreign `Origin` (403), so another site's
+    page cannot post to it. More than `max_clients` concurrent `/stream` viewers get 503. A
+    client that cannot take a frame within `send_timeout` seconds is dropped (and counted in
+    `clients_dropped`); no client ever slows `write()` or the other clients. A request must
+    arrive whole (head, and body for a POST) within `head_timeout` seconds.
 
     Examples:
         >>> import numpy as np
@@ -76,11 +86,14 @@ class StreamServer:
         stats: Callable[[], dict] | None = None,
         settings: Any = None,
         send_timeout: float = 5.0,
+        head_timeout: float = 10.0,
     ) -> None:
         if not 1 <= int(jpeg_quality) <= 100:
             raise LiveheatError(f"jpeg_quality {jpeg_quality!r}: expected an integer in [1, 100]")
         if int(max_clients) < 1:
             raise LiveheatError(f"max_clients {max_clients!r}: expected an integer >= 1")
+        if not (send_timeout > 0 and head_timeout > 0):
+            raise LiveheatError("send_timeout and head_timeout: expected seconds > 0")
         self.host = host
         self.token = token or None
         self.max_clients = int(max_clients)
@@ -88,6 +101,7 @@ class StreamServer:
         self.stats = stats
         self.settings = settings
         self.send_timeout = float(send_timeout)
+        self.head_timeout = float(head_timeout)
         self.frames_written = 0
         self.frames_encoded = 0
         self.clients_dropped = 0
@@ -255,6 +269,23 @@ class StreamServer:
         self.settings.update(**changes)
         return self._live_settings()
 
+    def _host_allowed(self, host_header: str | None) -> bool:
+        """Without a token, only requests addressed to this server by name (no DNS rebinding)."""
+        if self.token is not None:
+            return True
+        name = _host_name(host_header or "")
+        if name is None:
+            return False
+        if name in _LOOPBACK_NAMES or name == self.host.lower():
+            return True
+        if self.host in _WILDCARD_HOSTS:  # any interface: its addresses, never a domain name
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                return False
+            return True
+        return False
+
     def _authorized(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> bool:
         if self.token is None:
             return True
@@ -271,10 +302,27 @@ class StreamServer:
             self._clients += 1
             return True
 
-    def _leave_stream(self, dropped: bool) -> None:
+    def _leave_stream(self, stalled: bool) -> None:
         with self._cond:
             self._clients -= 1
-            self.clients_dropped += int(dropped)
+            self.clients_dropped += int(stalled)
+
+
+def _host_name(header: str) -> str | None:
+    """The lower-case host of a `Host` header (`[::1]:8080` -> `::1`); None if malformed."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, sep, port = header[1:].partition("]")
+        if not sep or (port and not port.startswith(":")):
+            return None
+        port = port[1:]
+    elif header.count(":") > 1:  # a bare IPv6 address is not a valid Host
+        return None
+    else:
+        name, _, port = header.partition(":")
+    if port and not (port.isascii() and port.isdigit()):
+        return None
+    return name.rstrip(".") or None
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -326,9 +374,12 @@ def _make_httpd(host: str, port: int, owner: StreamServer) -> _HTTPServer:
     try:
         return _HTTPServer((host, port), _Handler, owner, family)
     except OSError as e:
-        hint = "pick another port" if port else "check the host address"
-        if port and port < 1024:
+        if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL or not port:
+            hint = "check the host address (a name or address of this machine)"
+        elif port < 1024:
             hint = "ports below 1024 need root; pick one above 1023"
+        else:
+            hint = "pick another port"
         raise LiveheatError(f"cannot serve on {host}:{port}: {e.strerror or e}; {hint}") from None
 
 
@@ -340,7 +391,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.owner.send_timeout)
+        owner = self.server.owner
+        self.connection.settimeout(owner.send_timeout)
+        # a total deadline for the request: the socket timeout restarts on every byte, so a
+        # client dribbling one byte every few seconds would otherwise hold its slot forever
+        self._read_lock = threading.Lock()
+        self._read_done = False
+        self._read_timer = threading.Timer(owner.head_timeout, self._read_expired)
+        self._read_timer.daemon = True
+        self._read_timer.start()
+
+    def _read_expired(self) -> None:
+        with self._read_lock:
+            if self._read_done:
+                return
+            self._read_done = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _request_read(self) -> bool:
+        """The whole request has arrived: stop its deadline. False if the deadline struck first."""
+        with self._read_lock:
+            if self._read_done:
+                return False
+            self._read_done = True
+        self._read_timer.cancel()
+        return True
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if self.command == "POST":  # the body is still to come: the deadline covers it too
+            return ok
+        return self._request_read() and ok
+
+    def finish(self) -> None:
+        self._read_timer.cancel()
+        self._read_timer.join()
+        super().finish()
 
     def log_message(self, format, *args) -> None:  # quiet: a run's terminal shows progress
         pass
@@ -359,6 +448,11 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
+        if not owner._host_allowed(self.headers.get("Host")):
+            host = self.headers.get("Host")
+            error = f"Host {host!r} is not this server; open it by its address, or set a token"
+            self._json(HTTPStatus.FORBIDDEN, {"error": error})
+            return
         if not owner._authorized(self, query):
             self._json(
                 HTTPStatus.UNAUTHORIZED,
@@ -414,6 +508,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _post_settings(self) -> None:
         owner = self.server.owner
+        origin, host = self.headers.get("Origin"), (self.headers.get("Host") or "").strip()
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            self._json(HTTPStatus.FORBIDDEN, {"error": f"cross-site request from {origin!r}"})
+            return
+        ctype = (self.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if ctype != "application/json":
+            self._json(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                {"error": "send the settings with Content-Type: application/json"},
+            )
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -422,15 +527,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.BAD_REQUEST, {"error": "expected a JSON body under 16 KiB"})
             return
         raw = self.rfile.read(length)
+        if len(raw) < length or not self._request_read():
+            return  # the client hung up, or the request deadline struck: nobody to answer
         try:
             body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # bad UTF-8 or JSON, or nested too deep
             self._json(HTTPStatus.BAD_REQUEST, {"error": 'body is not JSON; send {"alpha": 0.6}'})
             return
         try:
             applied = owner._apply(body)
-        except LiveheatError as e:
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+        except (LiveheatError, ValueError, RecursionError) as e:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": _short(e)})
             return
         self._json(HTTPStatus.OK, {"settings": applied})
 
@@ -443,7 +550,7 @@ class _Handler(BaseHTTPRequestHandler):
                 extra={"Retry-After": "5"},
             )
             return
-        dropped = False
+        stalled = False
         try:
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
@@ -453,28 +560,55 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
-            last = -1
+            last, part = 0, b""  # seq 0: nothing written yet
             while not owner._closing:
-                jpeg, seq = owner._next_frame(last)
-                if jpeg is None or seq == last:
-                    continue
-                last = seq
-                head = (
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(jpeg)}\r\n\r\n"
-                ).encode("ascii")
-                self.wfile.write(head + jpeg + b"\r\n")
-        except (TimeoutError, OSError):  # stalled (send timeout) or gone: drop this client only
-            dropped = not owner._closing
+                jpeg, seq = owner._next_frame(last, _KEEPALIVE_S)
+                if jpeg is not None and seq != last:
+                    last = seq
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                    head += f"Content-Length: {len(jpeg)}\r\n\r\n"
+                    part = head.encode("ascii") + jpeg + b"\r\n"
+                elif owner._closing or _peer_closed(self.connection):
+                    break
+                # no new frame (paused, slow source): resend the last one, so a viewer who
+                # left is noticed (the send fails) and its slot is freed
+                if part:
+                    self.wfile.write(part)
+        except TimeoutError:  # stalled: it could not take a frame within send_timeout
+            stalled = not owner._closing
+        except OSError:  # gone (reset, broken pipe) or shut down by close(): not counted
+            pass
         finally:
-            owner._leave_stream(dropped)
+            owner._leave_stream(stalled)
             self.close_connection = True
+
+
+def _peer_closed(conn: socket.socket) -> bool:
+    """True if the client has closed its end (EOF waiting), without blocking."""
+    timeout = conn.gettimeout()
+    conn.settimeout(0.0)
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        conn.settimeout(timeout)
+
+
+def _short(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return 'the JSON is nested too deeply; send a flat object like {"alpha": 0.6}'
+    return str(e)
 
 
 def _clean(o: Any) -> Any:
     """JSON has no NaN/Infinity (a browser's JSON.parse rejects them): those become null."""
     if isinstance(o, dict):
         return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
     if isinstance(o, (list, tuple)):
         return [_clean(v) for v in o]
     if isinstance(o, (float, np.floating)):

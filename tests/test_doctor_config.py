@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,8 +17,15 @@ import pytest
 
 from liveheat.backbone import BUNDLED, Backbone, models_dir
 from liveheat.cli import main
-from liveheat.config import build_settings, load_config, parse_serve, preset_values, usable_cores
-from liveheat.doctor import CODECS, probe_cameras
+from liveheat.config import (
+    build_settings,
+    check_value,
+    load_config,
+    parse_serve,
+    preset_values,
+    usable_cores,
+)
+from liveheat.doctor import CODECS, EXPECTED_SHA256, collect, format_report, probe_cameras
 from liveheat.errors import LiveheatError
 from liveheat.settings import Settings
 
@@ -94,7 +102,44 @@ def test_doctor_lists_bundled_models_with_true_checksums_and_sizes(report):
         path = models_dir() / name
         value = models[f"{name} ({variant})"]
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert value == f"{path.stat().st_size / 1e6:.1f} MB  sha256 {digest}"
+        assert value == f"{path.stat().st_size / 1e6:.1f} MB  sha256 {digest}  ok"
+
+
+def test_doctor_expects_the_digests_the_model_card_lists():
+    card = (Path(__file__).parents[1] / "models" / "README.md").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^\| `([\w.]+\.onnx)` \|.*\| `([0-9a-f]{64})` \|$", card, re.M))
+    assert listed == EXPECTED_SHA256 and set(listed) == set(BUNDLED.values())
+
+
+def test_doctor_flags_a_model_whose_checksum_does_not_match(tmp_path, monkeypatch):
+    (tmp_path / BUNDLED["fp32"]).write_bytes(b"not the exported model")  # int8: absent
+    (tmp_path / "mine.onnx").write_bytes(b"a model of the user's own")
+    monkeypatch.setenv("LIVEHEAT_MODELS", str(tmp_path))
+    from liveheat.doctor import _models
+
+    rows = dict(_models())
+    fp32 = rows[f"{BUNDLED['fp32']} (fp32)"]
+    digest = hashlib.sha256(b"not the exported model").hexdigest()
+    assert fp32.startswith(f"0.0 MB  sha256 {digest}  MISMATCH (expected ")
+    assert EXPECTED_SHA256[BUNDLED["fp32"]] in fp32
+    assert rows[f"{BUNDLED['int8']} (int8)"] == "MISSING"
+    own = hashlib.sha256(b"a model of the user's own").hexdigest()
+    assert rows["mine.onnx (extra)"] == f"0.0 MB  sha256 {own}"  # nothing to compare with
+
+
+@pytest.mark.parametrize("broken", ["onnxruntime", "cv2"])
+def test_doctor_reports_a_library_that_does_not_import(monkeypatch, broken):
+    monkeypatch.setitem(sys.modules, broken, None)  # `import broken` now raises ImportError
+    sections = _sections(format_report(collect(cameras=True)))
+    section = "onnxruntime" if broken == "onnxruntime" else "opencv"
+    assert sections[section]["import"].startswith("import failed: ModuleNotFoundError: ")
+    if broken == "cv2":
+        assert sections["video codecs (write + read back)"] == {
+            "skipped": "OpenCV or numpy did not import (see above)"
+        }
+        assert sections["cameras (indices 0-3)"]["skipped"].startswith("OpenCV")
+    assert sections["system"]["numpy"] == np.__version__  # the rest is still reported
+    assert sections["bundled models"]["folder"] == str(models_dir())
 
 
 def test_doctor_reports_no_display_and_hides_the_token(report):
@@ -169,7 +214,20 @@ def test_config_keys_with_dashes_or_underscores_and_checked_types(tmp_path):
         ("alpha = 'high'", r"^alpha = 'high' in liveheat\.toml: expected a number$"),
         ("alpha = 1.5", r"alpha = 1\.5 in liveheat\.toml: expected a number in \[0, 1\]"),
         ("every = 1.5", r"every = 1\.5 in liveheat\.toml: expected an integer$"),
-        ("every = 0", r"expected an integer >= 1"),
+        ("every = 0", r"expected an integer in \[1, 1000\]"),
+        (
+            "every = 100000000000000000000000",
+            r"every = 1\d+ in liveheat\.toml: expected an integer in \[1, 1000\]",
+        ),
+        ('method = "channel:3\\n"', r"method = 'channel:3\\n' in liveheat\.toml: expected one of"),
+        ("method = 'channel:\u0663'", r"method = 'channel:\u0663' in liveheat\.toml: expected"),
+        ("method = 'channel:'", r"expected one of cam, eigen, mean, max, norm or channel:K"),
+        ("no-show = true", r"^unknown key 'no-show' in liveheat\.toml; write show = false$"),
+        ("no_hud = true", r"^unknown key 'no_hud' in liveheat\.toml; write hud = false$"),
+        (
+            "max-frames = 10",
+            r"^unknown key 'max-frames' in liveheat\.toml; max-frames is a command",
+        ),
         ("panels = 'yes'", r"panels = 'yes' in liveheat\.toml: expected true/false"),
         ("input_size = 150", r"expected a multiple of 32"),
         ("colormap = 'jt'", r"colormap = 'jt' in liveheat\.toml: expected one of .*did you mean"),
@@ -202,8 +260,25 @@ def test_precedence_defaults_preset_config_flags(tmp_path):
     s = build_settings({"model": "x.onnx"}, config=cfg)
     assert s.model == "x.onnx"
     assert build_settings({"every": 1}, preset="edge").every == 1  # a flag equal to the default
-    with pytest.raises(LiveheatError, match=r"every = 0: expected an integer >= 1"):
+    with pytest.raises(LiveheatError, match=r"every = 0: expected an integer in \[1, 1000\]"):
         build_settings({"every": 0})
+
+
+def test_every_and_channel_bounds():
+    assert check_value("every", 1000) == 1000
+    with pytest.raises(LiveheatError, match=r"every = 1001: expected an integer in \[1, 1000\]"):
+        check_value("every", 1001)
+    assert check_value("method", "channel:0") == "channel:0"
+    for bad in ("channel:3\n", "channel:\u0663", "channel:\uff13", "channel:+3", " channel:3"):
+        with pytest.raises(LiveheatError, match="or channel:K"):
+            check_value("method", bad)
+
+
+def test_config_uses_the_settings_names_for_inverted_flags(tmp_path):
+    cfg = load_config(_write(tmp_path, "show = false\nhud = false\n"))
+    assert cfg == {"show": False, "hud": False}
+    s = build_settings(config=_write(tmp_path, "show = false\nhud = false\n"))
+    assert (s.show, s.hud) == (False, False)
 
 
 def test_parse_serve_binds_loopback_unless_a_host_is_given():
