@@ -39,6 +39,9 @@ _FLOAT_TYPES = {1: np.float32, 10: np.float16, 11: np.float64}  # onnx TensorPro
 _VALUE_PASS = {"Identity", "QuantizeLinear", "DequantizeLinear", "Cast"}
 # ... and those that only reshape them between the pooled features and the classifier
 _HEAD_PASS = _VALUE_PASS | {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout"}
+# `liveheat.*` metadata keys that describe preprocessing; a model that states one states these
+_PREPROCESSING_KEYS = ("input_size", "mean", "std", "scale", "channel_order", "resize")
+_REQUIRED_PREPROCESSING = ("input_size", "mean", "std", "channel_order")
 # layout of a layer: ops whose 4-D output is N,C,H,W by the ONNX spec ...
 _CHANNELS_FIRST_OPS = {
     "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "FusedConv", "BatchNormalization",
@@ -298,8 +301,19 @@ class Backbone:
         md = self.metadata
 
         self._input_name, self._nhwc, self._in_channels, static_hw, self._in_dtype = g.image_input()
-        self.labels = _labels(md)
+        _check_preprocessing_metadata(
+            md,
+            self.model_path.name,
+            given={
+                "input_size": input_size,
+                "mean": mean,
+                "std": std,
+                "channel_order": channel_order,
+            },
+        )
         self._logits_name = g.logits_output(md.get("liveheat.logits_output"))
+        self.labels = _labels(md, self.model_path.name, self._logits_size())
+        self._check_labels = self.labels is not None and "liveheat.labels" in md
         self._head = g.head(self._logits_name) if self._logits_name else None
         self.layer = g.pick_layer(layer, md, self._head)
         self._maps_nhwc = g.channels_last(self.layer, self._input_name, self._nhwc)
@@ -364,6 +378,11 @@ class Backbone:
             self._cam_weights = self._head.weights
         else:
             self._cam_weights = None
+
+    def _logits_size(self) -> int | None:
+        """How many scores the logits output holds, when its shape says so (else None)."""
+        shp = self._graph.shape(self._logits_name) if self._logits_name else None
+        return shp[-1] if shp and isinstance(shp[-1], int) and shp[-1] > 0 else None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -496,6 +515,11 @@ class Backbone:
             logits = np.asarray(outs[1], dtype=np.float32).reshape(-1)
             if self._probs_out:  # the model ends in Softmax: keep probs() exact
                 logits = np.log(np.maximum(logits, np.float32(1e-30)))
+            if self._check_labels and logits.size != len(self.labels):  # a symbolic class dim
+                raise LiveheatError(
+                    f"{self.model_path.name}: metadata liveheat.labels lists {len(self.labels)} "
+                    f"classes but the model gives {logits.size} scores: re-export the model"
+                )
         mh, mw = maps.shape[1:]
         (ih, iw), (t, b, left, r) = geo.input_shape, geo.pad
         # map cell j covers input pixels [j * stride, (j + 1) * stride): the overhang of a map
@@ -625,27 +649,64 @@ def _load_onnx(path: Path):
     return proto
 
 
-def _labels(md: dict) -> list[str] | None:
+def _check_preprocessing_metadata(md: dict, model: str, given: dict) -> None:
+    """A model that states any `liveheat.*` preprocessing key must state them all (what is
+    missing would silently default: std 1, ImageNet size); arguments may fill the gaps."""
+    stated = [k for k in _PREPROCESSING_KEYS if f"liveheat.{k}" in md]
+    if not stated:
+        return
+    missing = [
+        k for k in _REQUIRED_PREPROCESSING if f"liveheat.{k}" not in md and given.get(k) is None
+    ]
+    if missing:
+        have = ", ".join(f"liveheat.{k}" for k in stated)
+        need = ", ".join(f"liveheat.{k}" for k in _REQUIRED_PREPROCESSING)
+        raise LiveheatError(
+            f"{model}: metadata has {have} but no liveheat.{missing[0]}"
+            + (f" (nor {', '.join('liveheat.' + k for k in missing[1:])})" if missing[1:] else "")
+            + f"; a model that describes its preprocessing needs all of {need} (a cut or "
+            f"hand-edited copy?): re-export it, or pass {missing[0]}=... to Backbone"
+        )
+
+
+def _labels(md: dict, model: str = "the model", n_logits: int | None = None) -> list[str] | None:
+    """Class names from metadata: `liveheat.labels` must parse and match the logits' size;
+    other exporters' `labels` / `names` are used only when they do."""
     for key in ("liveheat.labels", "labels", "names"):
         raw = md.get(key)
         if not raw:
             continue
-        try:
-            val = json.loads(raw)
-        except ValueError:
-            import ast
+        strict = key.startswith("liveheat.")
+        val = _parse_labels(raw)
+        if val is None or (n_logits is not None and len(val) != n_logits):
+            if not strict:
+                continue
+            found = "cannot be read (cut short?)" if val is None else f"lists {len(val)} classes"
+            raise LiveheatError(
+                f"{model}: metadata liveheat.labels {found}; expected a JSON list of "
+                f"{n_logits or 'the logits'} class names: re-export the model"
+            )
+        return val
+    return None
 
-            try:
-                val = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                continue
-        if isinstance(val, dict):
-            try:
-                val = [str(val[k]) for k in sorted(val, key=int)]
-            except (TypeError, ValueError):
-                continue
-        if isinstance(val, list) and val:
-            return [str(x) for x in val]
+
+def _parse_labels(raw: str) -> list[str] | None:
+    try:
+        val = json.loads(raw)
+    except ValueError:
+        import ast
+
+        try:
+            val = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    if isinstance(val, dict):
+        try:
+            val = [str(val[k]) for k in sorted(val, key=int)]
+        except (TypeError, ValueError):
+            return None
+    if isinstance(val, (list, tuple)) and val:
+        return [str(x) for x in val]
     return None
 
 

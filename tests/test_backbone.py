@@ -6,6 +6,7 @@ Real model, real images (scikit-image), real onnxruntime; values checked, not ju
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import warnings
@@ -297,9 +298,62 @@ def test_small_model_cam_weights_found_through_either_head(tmp_path, head, chels
     np.testing.assert_allclose(heatmap(feats, "cam"), want, rtol=1e-5, atol=1e-6)
 
 
+FULL_METADATA = {
+    "liveheat.input_size": "64,64",
+    "liveheat.mean": "0,0,0",
+    "liveheat.std": "255,255,255",
+    "liveheat.channel_order": "BGR",
+}
+
+
+def test_complete_metadata_sets_the_preprocessing(tmp_path, chelsea):
+    path = tmp_path / "described.onnx"
+    labels = ["ant", "bee", "cat", "dog", "eel"]
+    tiny_cnn(path, metadata={**FULL_METADATA, "liveheat.labels": json.dumps(labels)})
+    bb = Backbone(path, threads=1)
+    assert (bb.input_size, bb.mean, bb.std, bb.scale) == ((64, 64), (0,) * 3, (255,) * 3, 1)
+    blob, _ = bb.preprocess(cv2.resize(chelsea, (64, 64)))
+    np.testing.assert_allclose(blob[0], cv2.resize(chelsea, (64, 64)).transpose(2, 0, 1) / 255)
+    assert bb(chelsea).top(1)[0][1] in labels
+
+
+@pytest.mark.parametrize("key", ["input_size", "mean", "std", "channel_order"])
+def test_metadata_missing_one_preprocessing_key_is_named(tmp_path, key):
+    path = tmp_path / "cut.onnx"
+    tiny_cnn(path, metadata={k: v for k, v in FULL_METADATA.items() if k != f"liveheat.{key}"})
+    with pytest.raises(LiveheatError, match=rf"cut.onnx: metadata has .* but no liveheat.{key};"):
+        Backbone(path)
+    Backbone(path, **{key: FULL_METADATA[f"liveheat.{key}"]})  # the caller may fill the gap
+
+
+def test_metadata_with_a_cut_value_is_an_error(tmp_path):
+    path = tmp_path / "cut.onnx"
+    tiny_cnn(path, metadata={**FULL_METADATA, "liveheat.std": "255,255"})
+    with pytest.raises(LiveheatError, match="bad std '255,255'; expected 1 or 3 numbers"):
+        Backbone(path)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (
+            json.dumps(["ant", "bee", "cat", "dog"]),
+            "liveheat.labels lists 4 classes; expected .* 5",
+        ),
+        (json.dumps(["ant", "bee", "cat", "dog", "eel"])[:-9], "liveheat.labels cannot be read"),
+    ],
+    ids=["too-few", "cut-short"],
+)
+def test_labels_must_match_the_logits(tmp_path, labels, message):
+    path = tmp_path / "labelled.onnx"
+    tiny_cnn(path, classes=5, metadata={**FULL_METADATA, "liveheat.labels": labels})
+    with pytest.raises(LiveheatError, match=message):
+        Backbone(path)
+
+
 def test_model_without_head_has_no_logits_and_no_cam(tmp_path, chelsea):
     path = tmp_path / "nohead.onnx"
-    tiny_cnn(path, head="none", metadata={"liveheat.input_size": "96,128"})
+    tiny_cnn(path, head="none", metadata={**FULL_METADATA, "liveheat.input_size": "96,128"})
     bb = Backbone(path, threads=1)
     assert bb.input_size == (96, 128)
     feats = bb(chelsea)
