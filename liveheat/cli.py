@@ -429,6 +429,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("LIVEHEAT_DEBUG"):
+            raise
+        msg = " ".join(str(e).split()) or "(no message)"
+        print(
+            f"liveheat: error: internal error: {type(e).__name__}: {msg} "
+            "(set LIVEHEAT_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

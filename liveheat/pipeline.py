@@ -106,6 +106,8 @@ class RunStats:
         self.error: str | None = None
         self.notice: str | None = None  # the last live change that was undone, and why
         self.queue_max = 0  # the deepest any queue between two stages has been
+        self.maps_path: str | None = None  # where the heatmaps were saved (dump_maps)
+        self.maps_count = 0
         self._t_cap: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._t_inf: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._t_out: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
@@ -200,7 +202,8 @@ class RunStats:
             }
 
     def summary(self, output: str | os.PathLike | None = None) -> str:
-        """One line for the end of a run: frames in and out, fps, latency, output path.
+        """One line for the end of a run: frames in and out, fps, latency, output path and
+        the saved maps.
 
         Examples:
             >>> RunStats().summary("out.mp4")
@@ -219,8 +222,11 @@ class RunStats:
         if s["dropped"]:
             parts.append(f"{s['dropped']} dropped")
         line = ", ".join(parts)
-        if output is not None:
-            line += f"; wrote {os.fspath(output)}"
+        wrote = [os.fspath(output)] if output is not None else []
+        if self.maps_path is not None:
+            wrote.append(f"{self.maps_path} ({self.maps_count} maps)")
+        if wrote:
+            line += "; wrote " + ", ".join(wrote)
         return line
 
 
@@ -351,6 +357,37 @@ def _drawing_kwargs(snap: Settings) -> dict:
     }
 
 
+def check_maps_path(path: str | os.PathLike) -> None:
+    """Check up front that the heatmaps can be saved at `path` (an .npz file in an existing,
+    writable folder), so a long run never ends in a failed save; LiveheatError if not.
+
+    Examples:
+        >>> check_maps_path("maps.npz")
+        >>> check_maps_path("maps.txt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        liveheat.errors.LiveheatError: cannot write maps 'maps.txt': expected an .npz file ...
+    """
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise LiveheatError(
+            f"cannot write maps {p!r}: it is a folder; give a file name such as "
+            f"{os.path.join(p, 'maps.npz')!r}"
+        )
+    if os.path.splitext(p)[1].lower() != ".npz":
+        raise LiveheatError(f"cannot write maps {p!r}: expected an .npz file name (e.g. maps.npz)")
+    folder = os.path.dirname(os.path.abspath(p))
+    if not os.path.isdir(folder):
+        raise LiveheatError(
+            f"cannot write maps {p!r}: folder {folder!r} does not exist; create it or choose "
+            "another path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        os.path.exists(p) and not os.access(p, os.W_OK)
+    ):
+        raise LiveheatError(f"cannot write maps {p!r}: permission denied; choose a writable path")
+
+
 def preflight(
     settings: Settings, backbone: Any = None, *, frame_size: tuple[int, int] | None = None
 ) -> tuple[int, int]:
@@ -379,6 +416,9 @@ def preflight(
         raise LiveheatError(f"max_fps must be > 0, got {settings.max_fps!r}; try --max-fps 15")
     if not (0.0 <= float(settings.alpha) <= 1.0):
         raise LiveheatError(f"alpha must be in [0, 1], got {settings.alpha!r}; try --alpha 0.5")
+
+    if settings.dump_maps:
+        check_maps_path(settings.dump_maps)
 
     w, h = frame_size or (64, 48)
     frame = np.zeros((h, w, 3), np.uint8)
@@ -904,7 +944,10 @@ class Runner:
             self.stats._finish()
             if bar is not None:
                 bar.close()
-            self._save_maps()
+            try:
+                self._save_maps()
+            except Exception as e:  # noqa: BLE001 - reported like any other stage error
+                self._fail(e)
         source_error = getattr(self.source, "error", None)
         if source_error and self.stats.error is None:
             self.stats.error = str(source_error)
@@ -989,6 +1032,7 @@ class Runner:
         )
 
     def _save_maps(self) -> None:
+        """Write the maps (even of a stopped run) to a temporary file, then rename it."""
         path = self.settings.dump_maps
         if not path:
             return
@@ -1002,7 +1046,18 @@ class Runner:
             ).astype(np.float32)
         else:
             stack = np.zeros((0, 0, 0), np.float32)
-        np.savez(os.fspath(path), maps=stack, frames=np.asarray(self._map_index, np.int64))
+        path = os.fspath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{name[:-4]}.{os.getpid()}.tmp.npz")  # savez keeps .npz
+        try:
+            np.savez(tmp, maps=stack, frames=np.asarray(self._map_index, np.int64))
+            os.replace(tmp, path)
+        except OSError as e:
+            raise LiveheatError(f"cannot write maps {path!r}: {e.strerror or e}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.stats.maps_path, self.stats.maps_count = path, len(self._maps)
 
 
 def run_video(
@@ -1053,8 +1108,10 @@ def run_video(
 
 
 __all__ = [
+    "LIVE_FIELDS",
     "RunStats",
     "Runner",
+    "check_maps_path",
     "default_threads",
     "default_workers",
     "make_backbone",

@@ -239,6 +239,49 @@ def test_dump_maps_shape_without_a_video(tmp_path):
     with np.load(maps) as z:
         assert z["maps"].dtype == np.float32 and z["maps"].shape == (12, 4, 4)
         assert z["frames"].tolist() == list(range(12))
+    assert r.stdout.rstrip().endswith(f"wrote {maps} (12 maps)")
+    assert [p.name for p in tmp_path.iterdir()] == ["maps.npz"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no/such/dir/m.npz", "folder .* does not exist"),
+        ("folder", "it is a folder"),
+        ("m.txt", "expected an .npz file name"),
+    ],
+)
+def test_bad_dump_maps_path_fails_before_the_run(tmp_path, name, message):
+    (tmp_path / "folder").mkdir()
+    t0 = time.monotonic()
+    r = liveheat_cmd("run", CLIP, "--dump-maps", tmp_path / name, "-o", tmp_path / "o.avi", *FAST)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("liveheat: error: cannot write maps") and re.search(
+        message, r.stderr
+    )
+    assert len(r.stderr.splitlines()) == 1 and r.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
+    assert list((tmp_path / "folder").iterdir()) == []
+    assert time.monotonic() - t0 < 60  # (the clip itself is not processed)
+
+
+def test_an_unexpected_exception_is_one_line_exit_1(monkeypatch, capsys):
+    from liveheat import cli
+
+    def boom(args):
+        raise RuntimeError("something broke\nbadly")
+
+    monkeypatch.setattr(cli, "_cmd_doctor", boom)
+    monkeypatch.delenv("LIVEHEAT_DEBUG", raising=False)
+    assert cli.main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "liveheat: error: internal error: RuntimeError: something broke badly "
+        "(set LIVEHEAT_DEBUG=1 for the traceback)\n"
+    )
+    monkeypatch.setenv("LIVEHEAT_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="something broke"):
+        cli.main(["doctor"])
 
 
 def test_demo_writes_liveheat_demo_mp4_in_the_current_dir(tmp_path):
