@@ -65,6 +65,16 @@ class _Job:
     scale: tuple[float, float] | None = None  # (vmin, vmax) of a smoothed map's steady scale
 
 
+@dataclass(frozen=True, slots=True)
+class _Inferred:
+    """Live: what one inference produced, published whole by the inference thread (never
+    changed afterwards); the render stage copies it into its own job."""
+
+    features: Any
+    index: int  # source index of the frame the features came from
+    t: float  # capture time of that frame
+
+
 class RunStats:
     """Counters and rates of one run; thread-safe. `snapshot()` gives a plain dict.
 
@@ -488,7 +498,7 @@ class Runner:
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._newest: _Job | None = None  # live: the newest inferred job
+        self._newest: _Inferred | None = None  # live: the newest inference result
         self._maps: list[np.ndarray] = []
         self._map_index: list[int] = []
         # render cache: the map is recomputed only when features, method, target or smoothing change
@@ -652,10 +662,10 @@ class Runner:
                         break
                     continue
                 seq = job.seq
-                job.features = self._backbones[0](job.frame.image)
+                # the job belongs to the render stage: only read here, never written
+                features = self._backbones[0](job.frame.image)
                 self.stats._inferred(time.monotonic())
-                job.feat_index, job.feat_t = job.frame.index, job.t_cap
-                self._newest = job  # one reference swap: atomic
+                self._newest = _Inferred(features, job.frame.index, job.t_cap)  # atomic swap
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
 
@@ -683,8 +693,11 @@ class Runner:
                 if self.live:
                     newest = self._newest
                     if newest is not None:
-                        item.features = newest.features
-                        item.feat_index, item.feat_t = newest.feat_index, newest.feat_t
+                        item.features, item.feat_index, item.feat_t = (
+                            newest.features,
+                            newest.index,
+                            newest.t,
+                        )
                     ready = [item]
                 else:
                     pending[item.seq] = item
