@@ -43,8 +43,9 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 DEFAULT_IMAGE_FPS = 25.0
 MAX_CAMERA_INDEX = 2**31  # OpenCV takes a C int
 HEALTHY_S = 5.0  # a reconnected stream must stay up this long before its back-off resets
-# NTSC-family rates (N * 1000/1001): containers often store them rounded (29.97); keep them exact
-_NTSC_BASES = (24, 30, 48, 60, 120, 240)
+# NTSC-family rates (N * 1000/1001): containers often store them rounded (29.97, 23.98); keep
+# them exact
+_NTSC_BASES = (15, 24, 30, 48, 60, 120, 240)
 
 T = TypeVar("T")
 
@@ -69,8 +70,8 @@ def exact_fps(value: float | None) -> float | None:
     """A usable frame rate from what a container reports: None if unknown, NTSC rates made exact.
 
     Examples:
-        >>> exact_fps(29.97) == 30000 / 1001
-        True
+        >>> exact_fps(29.97) == 30000 / 1001, exact_fps(23.98) == 24000 / 1001
+        (True, True)
         >>> exact_fps(25.0), exact_fps(0.0), exact_fps(float("nan"))
         (25.0, None, None)
     """
@@ -81,7 +82,8 @@ def exact_fps(value: float | None) -> float | None:
         return None
     for base in _NTSC_BASES:
         ntsc = base * 1000 / 1001
-        if abs(value - ntsc) < 1e-3:
+        # rounded to 2 decimals (23.98) is still closer than 0.4 of the way to the whole rate
+        if abs(value - ntsc) < 0.4 * (base - ntsc):
             return ntsc
     return value
 
@@ -457,7 +459,7 @@ class _CaptureReader(_Reader):
                     and time.monotonic() - self._connected_at >= HEALTHY_S
                 ):  # the reconnected stream stayed up: the outage is over, back-off resets
                     self._outage_since, self._outage_reconnects, self._delay = None, 0, 0.0
-                return _as_bgr(image)
+                return self._fit(_as_bgr(image))
             if self._stop.is_set():
                 return None
             if self.kind == "camera":
@@ -467,6 +469,13 @@ class _CaptureReader(_Reader):
                 return image
             return None
         return None
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """One size per source: a stream back at another resolution is resized to the first."""
+        w, h = self.size
+        if image.shape[1] != w or image.shape[0] != h:
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return image
 
     def _camera_hiccup(self) -> np.ndarray | None:
         """A camera read failed: retry for up to 1 s (USB glitches), then call it disconnected."""
@@ -481,7 +490,7 @@ class _CaptureReader(_Reader):
                 ok, image = False, None
             if ok and image is not None:
                 self._lost_since = None
-                return _as_bgr(image)
+                return self._fit(_as_bgr(image))
         if not self._stop.is_set():
             self.error = f"{self.name} stopped delivering frames (disconnected?)"
         return None
@@ -524,7 +533,13 @@ class _CaptureReader(_Reader):
                 self.reconnects += 1
                 self._outage_reconnects += 1
                 log.warning("liveheat: stream %s back after %d attempt(s)", self.name, tries)
-                return image
+                h, w = image.shape[:2]
+                if (w, h) != self.size:
+                    log.warning(
+                        "liveheat: stream %s came back at %dx%d; resizing its frames to %dx%d",
+                        self.name, w, h, *self.size,
+                    )  # fmt: skip
+                return self._fit(image)
         if not self._stop.is_set():
             if self._outage_reconnects:
                 self.error = (
@@ -705,26 +720,47 @@ class Source:
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop and release (idempotent). A capture blocked in the backend is abandoned after
-        `timeout` seconds (daemon thread; it releases the device when its read returns).
+        `timeout` seconds (daemon thread; it releases the device when its read returns), and
+        so is a recorded `read()` stuck in the decoder in another thread.
 
         Examples:
             >>> src = open_source("liveheat/data/bigbuckbunny.mp4", live=True)
             >>> src.close(); src.close()
         """
-        with self._cond:
+        live = self._thread is not None  # live: the lock is only ever held for a moment
+        if not self._lock.acquire(timeout=-1 if live else max(0.0, timeout)):
+            # a recorded read() holds the lock, stuck in the decoder: mark the source closed
+            # (that read's caller gets its frame, every later read None) and release the
+            # reader once that read returns, never under it
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            self._reader.interrupt()
+            threading.Thread(
+                target=self._close_after_read, name=f"liveheat-close-{self.name}", daemon=True
+            ).start()
+            return
+        try:
             if self._closed:
                 return
             self._closed = True
             self._stop.set()
             self._cond.notify_all()
+        finally:
+            self._lock.release()
         self._reader.interrupt()
         if self._thread is not None:
             if self._thread is not threading.current_thread():
                 self._thread.join(timeout)
             # the capture thread closes the reader itself (never release under a blocked read)
         else:
-            with self._lock:
+            with self._lock:  # no read can be in progress for long: reads see _closed first
                 self._reader.close()
+
+    def _close_after_read(self) -> None:
+        with self._lock:
+            self._reader.close()
 
     def __enter__(self) -> Source:
         return self

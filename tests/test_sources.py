@@ -79,7 +79,10 @@ def test_fractional_fps_is_kept_exact(tmp_path, small_frames):
 def test_exact_fps_snaps_ntsc_rates_only():
     assert exact_fps(23.976) == 24000 / 1001
     assert exact_fps(59.94) == 60000 / 1001
+    assert exact_fps(14.985) == exact_fps(14.99) == 15000 / 1001
+    assert exact_fps(23.98) == exact_fps(23.97) == 24000 / 1001  # rounded or cut to 2 decimals
     assert exact_fps(25.0) == 25.0 and exact_fps(12.5) == 12.5
+    assert exact_fps(15.0) == 15.0 and exact_fps(24.0) == 24.0 and exact_fps(30.0) == 30.0
     assert exact_fps(0.0) is None and exact_fps(-1) is None and exact_fps(float("inf")) is None
 
 
@@ -292,6 +295,44 @@ def test_stream_that_keeps_dropping_ends_with_an_error():
         assert frames and took < 8.0
         assert src.error is not None and "keeps dropping" in src.error, src.error
         assert srv.connections < 10
+
+
+def test_stream_back_at_another_resolution_keeps_the_first_size():
+    small = load_frames(CLIP, size=(160, 90), limit=10)
+    big = load_frames(CLIP, size=(320, 180), limit=10)
+    with MjpegServer(small, fps=25) as srv:
+        with open_source(srv.url, reconnect_timeout=10) as src:
+            assert src.read().image.shape == (90, 160, 3)
+            srv.jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in big]  # camera reconfigured
+            srv.disconnect()
+            frames = [src.read() for _ in range(12)]
+            assert src.reconnects >= 1 and src.size == (160, 90)
+    assert all(f is not None and f.image.shape == (90, 160, 3) for f in frames)
+    last = frames[-1].image  # a served big frame scaled down, not garbage
+    mads = [_mad(last, cv2.resize(f, (160, 90), interpolation=cv2.INTER_AREA)) for f in big]
+    assert min(mads) < 8
+
+
+def test_close_does_not_wait_for_a_recorded_read_stuck_in_another_thread():
+    with MjpegServer(CLIP, fps=25, size=(160, 90), limit=10) as srv:
+        src = open_source(srv.url, live=False, read_timeout=3.0)
+        assert src.read() is not None
+        srv.pause()  # the next reads drain what is buffered, then block in the decoder
+        reader = threading.Thread(target=lambda: list(src), daemon=True)
+        reader.start()
+        time.sleep(0.5)
+        assert reader.is_alive()
+        start = time.monotonic()
+        src.close(timeout=0.3)
+        assert time.monotonic() - start < 1.0  # not the 3 s read timeout
+        reader.join(10)
+        assert not reader.is_alive()
+        deadline = time.monotonic() + 5
+        while src._reader._cap is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert src._reader._cap is None  # released once the stuck read returned
+        assert src.read() is None
+        srv.resume()
 
 
 def test_close_while_the_consumer_is_blocked_returns():
