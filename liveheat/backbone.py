@@ -376,6 +376,7 @@ class Backbone:
         self._graph.release()
         if self._head is not None and self.layer in self._head.aliases:
             self._cam_weights = self._head.weights
+            self._cam_weights.flags.writeable = False  # one array shared by every Features
         else:
             self._cam_weights = None
 

@@ -51,6 +51,9 @@ def test_features_describe_the_map(bb_fp32, chelsea):
     assert feats.frame_shape == chelsea.shape[:2]
     assert feats.valid == (0.0, 7.0, 0.0, 7.0)
     assert feats.cam_weights.shape == (1000, 1280)
+    assert feats.cam_weights is bb_fp32(chelsea).cam_weights  # shared by every call: read-only
+    with pytest.raises(ValueError, match="read-only"):
+        feats.cam_weights[0, 0] = 1.0
     # features come after ReLU6: values in [0, 6]
     assert feats.maps.min() >= 0 and feats.maps.max() <= 6.0 + 1e-5
     # CAM weights are the classifier: pooled features @ W.T + b reproduces the logits
