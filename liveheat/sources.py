@@ -836,7 +836,7 @@ def open_source(
         (False, 25.0, (1280, 720), 132)
         >>> sum(1 for _ in src)
         132
-        >>> open_source("no/such/clip.mp4")
+        >>> open_source("no/such/clip.mp4")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         liveheat.errors.LiveheatError: no such file or folder: 'no/such/clip.mp4'; ...
     """
