@@ -146,6 +146,10 @@ class RunStats:
             self.frames_inferred += 1
             self._t_inf.append(t)
 
+    def _dropped(self) -> None:
+        with self._lock:  # capture and render stages both drop (live)
+            self.dropped_pipeline += 1
+
     def _shown(self, features: Any) -> None:
         """The class of the map now on screen (rendered in frame order)."""
         top = _top1(features)
@@ -549,7 +553,8 @@ class Runner:
         self._put(q, _END)
 
     def _put_newest(self, q: Queue, item: Any) -> None:
-        """Live: never wait; replace a frame nobody took yet by the newer one."""
+        """Live: never wait; replace a frame nobody took yet by the newer one (counted in
+        `dropped`)."""
         while True:
             try:
                 q.put_nowait(item)
@@ -560,7 +565,7 @@ class Runner:
                 except Empty:
                     continue
                 if old is not _END and not self.settings.paused:
-                    self.stats.dropped_pipeline += 1  # only this thread writes it
+                    self.stats._dropped()
 
     def _get(self, q: Queue) -> tuple[bool, Any]:
         """(True, item) or (False, None) when stopping."""
@@ -717,7 +722,9 @@ class Runner:
                 for job in ready:
                     self._wait_unpaused()  # no frame is drawn with settings tried while paused
                     image = self._draw(job)
-                    if not self._put(q_out, (image, job)):
+                    if self.live:  # newest wins: a slow output shows fresh frames, not old ones
+                        self._put_newest(q_out, (image, job))
+                    elif not self._put(q_out, (image, job)):
                         return
         except BaseException as e:  # noqa: BLE001
             self._fail(e)
