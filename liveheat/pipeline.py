@@ -979,7 +979,11 @@ class Runner:
 
     def _output_stage(self, q_out: Queue) -> None:
         last: _Job | None = None
+        viewers = any(not _records(out) for out in self.outputs)
         while not self._stopping:
+            if self.settings.paused and not viewers:  # files only: nobody to redraw for
+                time.sleep(_POLL)
+                continue
             if self.settings.paused and last is not None:
                 # hold the picture: re-render it with the current settings (live edits show)
                 # for the viewers, so a window keeps answering keys; files get no repeats

@@ -297,6 +297,27 @@ class Recorder(Collect):
     records = True
 
 
+def test_a_pause_with_only_files_redraws_nothing(bb):
+    settings = Settings(hud=False)
+    resume = threading.Timer(0.5, settings.update, kwargs={"paused": False})
+
+    def pause_at_5(rec, image, frame):
+        if len(rec.indices) == 5:
+            settings.update(paused=True)
+            resume.start()
+
+    rec = Recorder(on_write=pause_at_5)
+    with open_source(CLIP) as src:
+        runner = Runner(src, settings, outputs=[rec], backbone=bb, max_frames=10)
+        renders = []
+        render = runner._render
+        runner._render = lambda job, snap, **kw: renders.append(job.seq) or render(job, snap, **kw)
+        runner.run()
+    resume.join()
+    assert rec.indices == list(range(10))
+    assert sorted(renders) == list(range(10))  # each frame drawn once: no repeats for nobody
+
+
 def test_a_pause_mid_recording_changes_neither_the_file_nor_the_maps(bb, tmp_path):
     import hashlib
     import time
