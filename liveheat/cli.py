@@ -1,6 +1,8 @@
 """Command line: `liveheat demo | run | image | layers | doctor`, one verb per job.
 
-Every problem a user can act on prints one `liveheat: error: ...` line and exits 2.
+Every problem a user can act on prints one `liveheat: error: ...` line: a bad argument or file
+(found before the run) exits 2; a run that ends early (camera disconnected, truncated file)
+exits 1 after its summary; Ctrl-C / SIGTERM finalise the output and exit 130 / 143.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import sys
 
 from liveheat.errors import LiveheatError
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # a bad argument or file, found before the run
+EXIT_RUNTIME = 1  # the run ended early (camera gone, truncated file) or an internal error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -284,7 +287,9 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
             print(f"liveheat: no display ({reason}); not showing a window", file=sys.stderr)
     elif not (settings.output or settings.dump_maps or settings.serve or extra_outputs):
         raise LiveheatError("--no-show and no output: nothing to do; add -o OUT.mp4")
-    with contextlib.ExitStack() as stack:
+    # signals first: a Ctrl-C or SIGTERM while the source or an output opens ends the run
+    # cleanly (no half-made file) instead of killing the process
+    with _stop_on_signals() as stopper, contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(spec))
         backbone = make_backbone(settings, live=source.live)
         size = preflight(settings, backbone, frame_size=tuple(source.size))
@@ -292,24 +297,39 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         server = _start_server(settings, stack) if settings.serve else None
         if server is not None:
             outputs.append(server)
+        sink = None
         if settings.output:
             fps = source.fps or 25.0
-            outputs.append(stack.enter_context(VideoSink(settings.output, fps=fps, size=size)))
+            sink = stack.enter_context(VideoSink(settings.output, fps=fps, size=size))
+            outputs.append(sink)
         if show:
             window = Window(settings, controls=Controls(settings))
             outputs.append(stack.enter_context(window))
         runner = Runner(source, settings, outputs=outputs, backbone=backbone, max_frames=max_frames)
         if server is not None:
             server.stats = runner.stats.snapshot  # /stats shows the run's figures
-        with _stop_on_signals(runner) as caught:
+        stopper.attach(runner)  # stops it at once if a signal came while opening
+        failed = False
+        try:
             stats = runner.run()
-        stack.close()  # finalise the file before the summary names it
-        print(stats.summary(settings.output))
-        if caught:
-            return _EXIT_SIGNAL.get(caught[0], 1)
+        except LiveheatError:  # a stage failed mid-run; stats.error says why
+            stats, failed = runner.stats, True
+        try:
+            stack.close()  # finalise the file before the summary names it
+        except LiveheatError as e:  # the finished file could not be moved into place
+            stats.error, failed = stats.error or str(e), True
+        written = settings.output if sink is not None and sink.frames_written else None
+        if written is not None and not os.path.exists(written):
+            written = None
+        print(stats.summary(written))
+        if stopper.caught:
+            return _EXIT_SIGNAL.get(stopper.caught[0], EXIT_RUNTIME)
         error = stats.snapshot()["error"]
         if error:
-            raise LiveheatError(f"{error}; the {stats.frames_out} frames before it were processed")
+            if not failed:  # the source ended early
+                error += f"; the {stats.frames_out} frames before it were processed"
+            print(f"liveheat: error: {error}", file=sys.stderr)
+            return EXIT_RUNTIME
     return 0
 
 
@@ -330,10 +350,11 @@ def _start_server(settings, stack):
 
 
 class _stop_on_signals:  # noqa: N801 - used as a context manager
-    """SIGINT/SIGTERM stop the runner cleanly (a second Ctrl-C aborts at once)."""
+    """SIGINT/SIGTERM stop the run cleanly (a second Ctrl-C aborts at once). A signal that
+    comes before `attach(runner)` (while opening) stops the runner as it is attached."""
 
-    def __init__(self, runner) -> None:
-        self.runner = runner
+    def __init__(self) -> None:
+        self.runner = None
         self.caught: list[int] = []
         self.old: dict = {}
 
@@ -341,15 +362,21 @@ class _stop_on_signals:  # noqa: N801 - used as a context manager
         if self.caught and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.caught.append(signum)
-        self.runner.stop()
+        if self.runner is not None:
+            self.runner.stop()
 
-    def __enter__(self) -> list[int]:
+    def attach(self, runner) -> None:
+        self.runner = runner
+        if self.caught:
+            runner.stop()
+
+    def __enter__(self) -> _stop_on_signals:
         import threading
 
         if threading.current_thread() is threading.main_thread():
             for s in _EXIT_SIGNAL:
                 self.old[s] = signal.signal(s, self._handler)
-        return self.caught
+        return self
 
     def __exit__(self, *exc) -> None:
         for s, h in self.old.items():
@@ -438,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             "(set LIVEHEAT_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":  # pragma: no cover

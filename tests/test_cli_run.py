@@ -143,6 +143,33 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temporary left
 
 
+SIGNAL_WHILE_OPENING = """
+import os, signal, sys
+import liveheat.outputs as outputs
+from liveheat.cli import main
+
+opened = outputs.VideoSink.__init__
+
+def init(self, *args, **kwargs):  # the signal lands while the outputs are being opened
+    opened(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+outputs.VideoSink.__init__ = init
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_opening_the_outputs_keeps_the_old_file(tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an older recording")
+    cmd = [sys.executable, "-c", SIGNAL_WHILE_OPENING, "run", str(CLIP), "-o", str(out), *FAST]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 143, r.stderr
+    assert "Traceback" not in r.stderr and frames_out(r.stdout) == 0
+    assert out.read_bytes() == b"an older recording"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]  # no temporary file left
+
+
 def test_output_over_the_source_is_refused_and_the_source_kept(tmp_path):
     clip = tmp_path / "in.mp4"
     clip.write_bytes(CLIP.read_bytes())
@@ -173,7 +200,7 @@ def test_truncated_clip_processes_readable_frames_then_fails(tmp_path):
 
     out = tmp_path / "out.avi"
     r = liveheat_cmd("run", cut, "-o", out, *FAST)
-    assert r.returncode != 0
+    assert r.returncode == 1  # a run that ended early, not a bad argument (2)
     assert len(r.stderr.splitlines()) == 1  # FFmpeg's own complaint is silenced
     last = r.stderr.splitlines()[-1]
     assert last.startswith("liveheat: error:") and "ended early" in last
