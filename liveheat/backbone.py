@@ -64,7 +64,9 @@ class Features:
     """What one inference returns: a feature map, the class scores, and where the map sits.
 
     `maps` is (C, h, w) float32 from `layer`; `valid` is the (y0, y1, x0, x1) part of the
-    map grid that covers the frame (letterbox padding excluded; may be fractional).
+    map grid that covers the frame (letterbox padding and the overhang of a map rounded up
+    past the input excluded, see `effective_stride`; may be fractional). `cam_weights` is
+    read-only (one array shared by every call).
 
     Examples:
         >>> feats = Backbone()(frame)                      # doctest: +SKIP
