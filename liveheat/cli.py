@@ -300,7 +300,9 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         sink = None
         if settings.output:
             fps = source.fps or 25.0
-            sink = stack.enter_context(VideoSink(settings.output, fps=fps, size=size))
+            # live: frames placed by capture time, so the file plays at wall-clock speed
+            sink = VideoSink(settings.output, fps=fps, size=size, by_timestamp=source.live)
+            stack.enter_context(sink)
             outputs.append(sink)
         if show:
             window = Window(settings, controls=Controls(settings))
@@ -321,7 +323,13 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         written = settings.output if sink is not None and sink.frames_written else None
         if written is not None and not os.path.exists(written):
             written = None
-        print(stats.summary(written))
+        note = None
+        if written is not None and sink.by_timestamp and (sink.repeated or sink.skipped):
+            note = (
+                f"{sink.frames_written} frames in the file at {sink.fps:g} fps to keep "
+                f"wall-clock time ({sink.repeated} repeated, {sink.skipped} left out)"
+            )
+        print(stats.summary(written, note=note))
         if stopper.caught:
             return _EXIT_SIGNAL.get(stopper.caught[0], EXIT_RUNTIME)
         error = stats.snapshot()["error"]

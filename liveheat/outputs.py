@@ -79,6 +79,13 @@ class VideoSink:
     its first frame leaves an existing file untouched, and an interrupted one still ends with a
     finalised file at `path`. A sink closed with no frame written removes its temporary file.
 
+    `by_timestamp=True` (live sources) places each frame by its `frame.timestamp` instead of
+    one after the other: the last image is repeated until round((t - t0) * fps) frames are
+    written, so a camera that delivers fewer frames than its fps (or a run that drops some)
+    still gives a file that plays at wall-clock speed (`.repeated` counts the copies; a frame
+    more than one slot early is left out, counted in `.skipped`). A gap longer than `max_gap`
+    seconds (a pause, a stream reconnecting) restarts the clock instead of filling it.
+
     Examples:
         >>> import numpy as np
         >>> with VideoSink("/tmp/liveheat-doc.avi", fps=30000 / 1001) as sink:
@@ -98,8 +105,16 @@ class VideoSink:
         fps: float,
         size: tuple[int, int] | None = None,
         fourcc: str | None = None,
+        by_timestamp: bool = False,
+        max_gap: float = 5.0,
     ) -> None:
         self.path = Path(path)
+        self.by_timestamp = bool(by_timestamp)
+        self.max_gap = float(max_gap)
+        self.repeated = 0  # by_timestamp: copies of the previous image written to fill time
+        self.skipped = 0  # by_timestamp: frames that came more than one slot early
+        self._t0: float | None = None
+        self._prev: np.ndarray | None = None
         ext = self.path.suffix.lower()
         if fourcc is not None:
             if len(fourcc) != 4:
@@ -215,7 +230,8 @@ class VideoSink:
         return canvas
 
     def write(self, image: np.ndarray, frame: Any = None) -> None:
-        """Append one image (uint8 BGR; gray and BGRA are converted). `frame` is unused here.
+        """Append one image (uint8 BGR; gray and BGRA are converted). `frame` (its
+        `.timestamp`) is used only with `by_timestamp`.
 
         Examples:
             >>> sink = VideoSink("/tmp/liveheat-doc.mp4", fps=25)
@@ -232,8 +248,35 @@ class VideoSink:
                 image = self._fit(image)
                 self.resized += 1
             assert self._writer is not None
-            self._writer.write(np.ascontiguousarray(image))
+            image = np.ascontiguousarray(image)
+            t = getattr(frame, "timestamp", None) if self.by_timestamp else None
+            if t is not None and not self._catch_up(float(t)):
+                self.skipped += 1
+                return
+            self._writer.write(image)
             self.frames_written += 1
+            if t is not None:
+                if self._prev is None:
+                    self._prev = np.empty_like(image)
+                np.copyto(self._prev, image)  # (the letterbox canvas is reused)
+
+    def _catch_up(self, t: float) -> bool:
+        """by_timestamp: repeat the last image up to the slot of time `t`; False when the
+        frame is more than one slot early (leave it out)."""
+        if self._t0 is None:
+            self._t0 = t
+        behind = round((t - self._t0) * self.fps) - self.frames_written
+        if abs(behind) > self.max_gap * self.fps or self._prev is None:  # long gap: new clock
+            self._t0 = t - self.frames_written / self.fps
+            behind = 0
+        if behind < -1:
+            return False
+        assert self._writer is not None
+        for _ in range(behind):
+            self._writer.write(self._prev)
+            self.frames_written += 1
+            self.repeated += 1
+        return True
 
     def close(self) -> None:
         """Finalise the file so it plays and move it to `path` (idempotent); with no frame

@@ -215,9 +215,9 @@ class RunStats:
                 "notice": self.notice,
             }
 
-    def summary(self, output: str | os.PathLike | None = None) -> str:
-        """One line for the end of a run: frames in and out, fps, latency, output path and
-        the saved maps.
+    def summary(self, output: str | os.PathLike | None = None, *, note: str | None = None) -> str:
+        """One line for the end of a run: frames in and out, fps, latency, output path, the
+        saved maps, and a `note` if given.
 
         Examples:
             >>> RunStats().summary("out.mp4")
@@ -241,6 +241,8 @@ class RunStats:
             wrote.append(f"{self.maps_path} ({self.maps_count} maps)")
         if wrote:
             line += "; wrote " + ", ".join(wrote)
+        if note:
+            line += f"; {note}"
         return line
 
 

@@ -328,7 +328,10 @@ def test_stream_url_as_a_live_source(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "20 out" in r.stdout
     n, fps, size, _ = read_video(out)
-    assert n == 20 and size == (320, 180)
+    assert size == (320, 180)
+    # frames are placed by capture time: any drop is filled by repeats, and the summary says so
+    m = re.search(r"(\d+) frames in the file at 25 fps to keep wall-clock time", r.stdout)
+    assert n == (int(m.group(1)) if m else 20) and n >= 20
 
 
 def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F811

@@ -181,6 +181,36 @@ def test_an_existing_file_is_replaced_only_when_frames_were_written(tmp_path, sm
     assert [p.name for p in tmp_path.iterdir()] == ["old.avi"]
 
 
+def test_live_frames_are_placed_by_their_timestamps(tmp_path, small_frames):
+    from types import SimpleNamespace
+
+    def at(t):
+        return SimpleNamespace(timestamp=t)
+
+    path = tmp_path / "timed.avi"
+    # 10 fps: frames at 0 s, 0.1 s, then 0.4 s (two slots missed: a slow camera), 0.42 s
+    # (same slot again: kept), 0.43 s (two early: left out), then 10.4 s (a 10 s gap: the
+    # clock restarts, no 100 repeats)
+    with VideoSink(path, fps=10, by_timestamp=True) as sink:
+        for image, t in zip(
+            small_frames[:6], (100.0, 100.1, 100.4, 100.42, 100.43, 110.4), strict=True
+        ):
+            sink.write(image, at(t))
+    assert (sink.frames_written, sink.repeated, sink.skipped) == (7, 2, 1)
+    back = read_frames(path)
+    assert len(back) == 7
+    # file slots: f0 f1 f1 f1 f2 f3 f5 -- the repeats are copies of the frame before the gap
+    expected = [0, 1, 1, 1, 2, 3, 5]
+    for got, k in zip(back, expected, strict=True):
+        mads = [_mad(got, small_frames[j]) for j in range(6)]
+        assert int(np.argmin(mads)) == k
+    # recorded sources (the default) ignore timestamps: one frame in, one frame out
+    with VideoSink(tmp_path / "plain.avi", fps=10) as plain:
+        for image, t in zip(small_frames[:3], (0.0, 0.5, 0.9), strict=True):
+            plain.write(image, at(t))
+    assert (plain.frames_written, plain.repeated) == (3, 0)
+
+
 def test_non_image_input_is_a_clear_error(tmp_path):
     with VideoSink(tmp_path / "f.avi", fps=25) as sink:
         with pytest.raises(LiveheatError, match="expected a uint8 BGR frame"):

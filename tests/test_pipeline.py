@@ -207,6 +207,27 @@ def test_paced_live_source_drops_frames_instead_of_lagging(bb, tmp_path):
     assert stage_threads() == []
 
 
+def test_a_live_recording_keeps_wall_clock_time_despite_drops(bb, tmp_path):
+    import time
+
+    from liveheat.outputs import VideoSink
+    from tests.helpers.mjpeg_server import load_frames
+
+    n = 40  # 1.6 s of a 25 fps camera; the slow output takes about every other frame
+    for i, image in enumerate(load_frames(CLIP, size=(320, 180), limit=n)):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), image)
+    slow = Collect(on_write=lambda *_: time.sleep(0.06))
+    path = tmp_path / "live.avi"
+    with open_source(tmp_path, live=True, fps=25) as src:
+        with VideoSink(path, fps=25, size=src.size, by_timestamp=True) as sink:
+            stats = Runner(src, Settings(hud=False), outputs=[slow, sink], backbone=bb).run()
+    assert stats.frames_out < n * 0.8 and sink.repeated > 0
+    shown = slow.indices[-1] - slow.indices[0] + 1  # the span of camera time on record
+    assert abs(sink.frames_written - shown) <= 2  # ... is the file's length: no fast-forward
+    with open_source(path) as back:
+        assert back.frame_count == sink.frames_written
+
+
 def test_error_in_a_stage_stops_everything_and_is_raised(bb):
     baseline = threading.active_count()
     out = Collect()
