@@ -743,8 +743,8 @@ class Runner:
         in a window) and draws the frame with the last good settings. The same error with
         unchanged settings (the first frame, say) ends the run as before.
         """
-        snap = self.settings.snapshot()
-        with self._render_lock:
+        with self._render_lock:  # (the snapshot too: a change is judged, and undone, once)
+            snap = self.settings.snapshot()
             try:
                 image = self._render(job, snap, held=held)
             except (LiveheatError, ValueError) as e:
@@ -864,11 +864,12 @@ class Runner:
         if heat is not None and not held:
             self.stats.heat_age_ms = (time.monotonic() - job.feat_t) * 1000.0
         if snap.hud:
-            self._draw_hud(image, job, snap, heat, lo, hi)
+            self._draw_hud(image, job, snap, heat, lo, hi, cache=not held)
         return image
 
-    def _class_line(self, features: Any, target: Any) -> str:
-        """'tabby 53%' for the frame's own features (top-1, or the target); cached per map."""
+    def _class_line(self, features: Any, target: Any, *, cache: bool = True) -> str:
+        """'tabby 53%' for the frame's own features (top-1, or the target); cached per map
+        (not for a held frame's redraw)."""
         key = (id(features), target)
         if self._c_class[0] == key and self._c_class[1] is features:
             return self._c_class[2]
@@ -883,10 +884,11 @@ class Runner:
                 index = target_index(features, _parse_target(target))
             name = features.label(index).split(",")[0]  # 'gorilla, Gorilla gorilla' -> 'gorilla'
             text = f"{name} {float(probs[index]):.0%}" + ("" if target is None else " (target)")
-        self._c_class = (key, features, text)
+        if cache:
+            self._c_class = (key, features, text)
         return text
 
-    def _draw_hud(self, image, job, snap, heat, lo, hi) -> None:
+    def _draw_hud(self, image, job, snap, heat, lo, hi, *, cache: bool = True) -> None:
         from liveheat.outputs import draw_hud
 
         st = self.stats
@@ -895,7 +897,7 @@ class Runner:
         if heat is None:
             lines.append("waiting for the first heatmap")
         else:
-            label = self._class_line(job.features, snap.target)
+            label = self._class_line(job.features, snap.target, cache=cache)
             if label:
                 lines.append(label)
             layer = getattr(job.features, "layer", None) or snap.layer or ""
