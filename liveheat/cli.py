@@ -51,11 +51,19 @@ def _cmd_image(args) -> int:
         heat = read_map(args.heat)
     else:
         heat = _image_heat_from_model(args, frame)
-    kw = dict(alpha=args.alpha, colormap=args.colormap, mode=args.mode, norm=args.norm,
-              threshold=args.threshold)
+    kw = dict(
+        alpha=args.alpha,
+        colormap=args.colormap,
+        mode=args.mode,
+        norm=args.norm,
+        threshold=args.threshold,
+    )
     try:
-        out = liveheat.panels(frame, heat, **kw) if args.panels else liveheat.overlay(
-            frame, heat, **kw)
+        out = (
+            liveheat.panels(frame, heat, **kw)
+            if args.panels
+            else liveheat.overlay(frame, heat, **kw)
+        )
     except ValueError as e:
         raise LiveheatError(str(e)) from None
     write_image(args.output, out)
@@ -83,8 +91,13 @@ def _image_heat_from_model(args, frame):
 # ---------------------------------------------------------------- layers (model)
 def _add_layers(sub) -> None:
     p = sub.add_parser("layers", help="list the feature maps (4-D tensors) of an ONNX model")
-    p.add_argument("model", nargs="?", default=None, metavar="MODEL",
-                   help="an .onnx file, 'int8', or nothing for the bundled model")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        metavar="MODEL",
+        help="an .onnx file, 'int8', or nothing for the bundled model",
+    )
     p.set_defaults(func=_cmd_layers)
 
 
@@ -149,8 +162,10 @@ def write_image(path: str, image) -> None:
         raise LiveheatError(f"cannot write {path!r}: folder {folder!r} does not exist")
     base, ext = os.path.splitext(os.path.basename(path))
     if not cv2.haveImageWriter(path):
-        raise LiveheatError(f"cannot write {path!r}: unknown image extension {ext!r}; "
-                            "use .png, .jpg, .bmp, .tiff or .webp")
+        raise LiveheatError(
+            f"cannot write {path!r}: unknown image extension {ext!r}; "
+            "use .png, .jpg, .bmp, .tiff or .webp"
+        )
     tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{ext}")
     try:
         ok = cv2.imwrite(tmp, image)
@@ -201,16 +216,27 @@ def _add_model_flags(p) -> None:
 
 def _add_edge_flags(p) -> None:
     g = p.add_argument_group("edge: stream server, preset, config file")
-    g.add_argument("--serve", metavar="[HOST:]PORT", help="serve the stream to browsers "
-                   "(8080: this machine only; 0.0.0.0:8080: every interface)")
-    g.add_argument("--token", help="every request needs ?token= or a Bearer header "
-                   "(default: $LIVEHEAT_TOKEN)")
+    g.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="serve the stream to browsers "
+        "(8080: this machine only; 0.0.0.0:8080: every interface)",
+    )
+    g.add_argument(
+        "--token", help="every request needs ?token= or a Bearer header (default: $LIVEHEAT_TOKEN)"
+    )
     g.add_argument("--jpeg-quality", type=int, metavar="Q", help="stream JPEG quality 1-100 (80)")
     g.add_argument("--max-clients", type=int, metavar="N", help="stream viewers at once (8)")
-    g.add_argument("--preset", choices=["edge"], help="edge: int8 model, cores-1 threads, "
-                   "160 px input, --every 2, smoothing on")
-    g.add_argument("--config", metavar="FILE.toml", help="settings file (keys = long flags); "
-                   "precedence: defaults < preset < config < flags")
+    g.add_argument(
+        "--preset",
+        choices=["edge"],
+        help="edge: int8 model, cores-1 threads, 160 px input, --every 2, smoothing on",
+    )
+    g.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="settings file (keys = long flags); precedence: defaults < preset < config < flags",
+    )
     # every setting flag defaults to None = "not given", so a preset or config value stays
     # unless the flag is typed (even when typed with the default value)
     p.set_defaults(**{k: None for k in (
