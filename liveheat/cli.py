@@ -235,7 +235,8 @@ def _add_edge_flags(p) -> None:
     g.add_argument(
         "--config",
         metavar="FILE.toml",
-        help="settings file (keys = long flags); precedence: defaults < preset < config < flags",
+        help="settings file (keys = setting names: alpha = 0.6, show = false); precedence: "
+        "defaults < preset < config < flags",
     )
     # every setting flag defaults to None = "not given", so a preset or config value stays
     # unless the flag is typed (even when typed with the default value)
