@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from liveheat.errors import LiveheatError
-from liveheat.settings import Settings
+from liveheat.settings import DRAWING_FIELDS, Settings
 
 # queue depths: recorded runs want throughput (absorb decode/encode jitter); live runs want
 # the newest frame, so at most one frame waits between two stages
@@ -31,20 +31,7 @@ _LATENCY_WINDOW = 10_000  # latencies kept for p50/p95 (about 5 minutes at 30 fp
 _RATE_WINDOW = 64  # events kept for the fps figures (about 2 s at 30 fps)
 
 _END = None  # the sentinel that ends a queue
-#: settings a key, the stream page or the API may change mid-run that shape the drawing; a
-#: change that cannot be drawn is undone (the run goes on with the last ones that worked)
-LIVE_FIELDS = (
-    "method",
-    "target",
-    "colormap",
-    "alpha",
-    "mode",
-    "norm",
-    "threshold",
-    "panels",
-    "hud",
-    "smooth",
-)
+LIVE_FIELDS = DRAWING_FIELDS  # a change among these that cannot be drawn is undone
 _STEADY_NORMS = ("minmax", "fixed")  # norms a smoothed map is drawn with on the smoother's scale
 
 

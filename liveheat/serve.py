@@ -27,23 +27,12 @@ import numpy as np
 
 from liveheat.config import check_value, parse_serve
 from liveheat.errors import LiveheatError
+from liveheat.settings import DRAWING_FIELDS
 
 TOKEN_ENV = "LIVEHEAT_TOKEN"
 BOUNDARY = "liveheatframe"
 # settings the page may change live (only those that exist in Settings are offered)
-LIVE_KEYS = (
-    "method",
-    "colormap",
-    "alpha",
-    "mode",
-    "norm",
-    "threshold",
-    "panels",
-    "hud",
-    "paused",
-    "every",
-    "smooth",
-)
+LIVE_KEYS = (*(k for k in DRAWING_FIELDS if k != "target"), "paused", "every")
 _MAX_BODY = 16 * 1024
 _SPARE_CONNECTIONS = 32  # short requests (page, stats, snapshot) beyond the viewers
 _KEEPALIVE_S = 1.0  # no new frame for this long: resend the last one (finds viewers who left)

@@ -10,6 +10,20 @@ import threading
 from dataclasses import dataclass, field
 
 METHODS_FIXED = ("cam", "eigen", "mean", "max", "norm")
+#: the settings that shape the drawing and may change mid-run (a key, the stream page, the API);
+#: the pipeline undoes a change among these that cannot be drawn
+DRAWING_FIELDS = (
+    "method",
+    "target",
+    "colormap",
+    "alpha",
+    "mode",
+    "norm",
+    "threshold",
+    "panels",
+    "hud",
+    "smooth",
+)
 MODES = ("color", "gray", "mask", "transparent")
 NORMS = ("minmax", "percentile", "sigmoid", "fixed", "none")
 
