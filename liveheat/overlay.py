@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -231,6 +232,39 @@ def _to_index(scaled: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
     return cv2.convertScaleAbs(scaled, dst=dst)
 
 
+_LITTLE_ENDIAN = sys.byteorder == "little"
+_LOOKUP_BYTES = 256 * 1024  # packed colours handled per step: fits a core's L2 cache
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_lut(lut_bytes: bytes) -> np.ndarray:
+    """A BGR table packed one colour per int32 (B | G << 8 | R << 16), for `_lookup`."""
+    bgr = np.frombuffer(lut_bytes, np.uint8).reshape(256, 3).astype(np.int32)
+    packed = (bgr[:, 0] | (bgr[:, 1] << 8) | (bgr[:, 2] << 16)).reshape(256, 1)
+    packed.setflags(write=False)
+    return packed
+
+
+def _lookup(idx: np.ndarray, lut: np.ndarray, dst: np.ndarray, scratch: str) -> np.ndarray:
+    """dst (h, w, 3) = lut[idx]: the colormap of a uint8 index image, exactly.
+
+    One 32-bit table lookup plus a BGRA -> BGR conversion: about half the CPU of
+    cv2.applyColorMap (which converts grey to BGR, then looks up three channels).
+    """
+    if not _LITTLE_ENDIAN:  # the packing below assumes little-endian int32
+        return cv2.applyColorMap(idx, lut, dst=dst)
+    h, w = idx.shape
+    table = _packed_lut(lut.tobytes())
+    step = max(1, _LOOKUP_BYTES // (4 * w))  # rows whose packed colours stay in cache
+    packed = _scratch(scratch, (min(step, h), w), np.int32)
+    for y in range(0, h, step):
+        n = min(step, h - y)
+        cv2.LUT(idx[y : y + n], table, dst=packed[:n])
+        bgra = packed[:n].view(np.uint8).reshape(n, w, 4)
+        cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR, dst=dst[y : y + n])
+    return dst
+
+
 def colorize(
     heat,
     *,
@@ -409,7 +443,7 @@ def overlay(
     if mode in ("color", "gray") and threshold is None:
 
         def blend(rows: slice) -> None:
-            cv2.applyColorMap(_to_index(scaled[rows], idx[rows]), lut, dst=colored[rows])
+            _lookup(_to_index(scaled[rows], idx[rows]), lut, colored[rows], f"packed{rows.start}")
             cv2.addWeighted(bgr[rows], 1.0 - alpha, colored[rows], alpha, 0.0, dst=out[rows])
 
     else:
@@ -422,7 +456,8 @@ def overlay(
             cv2.merge((keep, keep, keep), dst=keep3[rows])
             cv2.multiply(bgr[rows], keep3[rows], dst=out[rows], scale=1 / 255)
             if add_t:
-                cv2.add(out[rows], cv2.applyColorMap(i, t, dst=colored[rows]), dst=out[rows])
+                tint = _lookup(i, t, colored[rows], f"packed{rows.start}")
+                cv2.add(out[rows], tint, dst=out[rows])
 
     _map_bands(blend, _bands(height, width))
     return _with_alpha(out, alpha_channel)
