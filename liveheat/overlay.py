@@ -287,7 +287,8 @@ def colorize(
     lut = resolve_colormap(colormap)
     n, _ = _normalize(heat, norm, vmin, vmax, percentile)
     size = (n.shape[1], n.shape[0]) if size is None else (int(size[0]), int(size[1]))
-    return cv2.applyColorMap(_to_index(_scaled_map(n, size, interpolation)), lut)
+    idx = _to_index(_scaled_map(n, size, interpolation))
+    return _lookup(idx, lut, np.empty((*idx.shape, 3), np.uint8), "packed-colorize")
 
 
 # ---------------------------------------------------------------- blending

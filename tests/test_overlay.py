@@ -380,3 +380,14 @@ def test_panels_layout_and_colorbar_labels():
     assert bar.shape[1] > 10 and (bar == 255).any()  # white label text drawn
     plain = liveheat.panels(frame, heat, colorbar=False)
     assert plain.shape == (120, 480, 3)
+
+
+@pytest.mark.parametrize("shape", [(300, 1000), (7, 1), (1, 333), (1080, 1920)])
+def test_packed_colormap_lookup_equals_opencv_for_every_colormap(shape):
+    from liveheat.overlay import _lookup
+
+    idx = np.random.default_rng(6).integers(0, 256, shape, dtype=np.uint8)
+    for name in COLORMAPS:
+        lut = resolve_colormap(name)
+        got = _lookup(idx, lut, np.empty((*shape, 3), np.uint8), "test")
+        assert np.array_equal(got, cv2.applyColorMap(idx, lut)), name
