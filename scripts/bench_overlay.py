@@ -21,14 +21,18 @@ SIZES = [(480, 640), (720, 1280), (1080, 1920)]
 MAPS = [(7, 7), (32, 96)]
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: caches, thread pool, page faults
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved_ms(jobs: dict, repeats: int) -> dict[str, float]:
+    """Median ms per job, the jobs taking turns call by call, so that every job (and the
+    floor it is compared with) sees the same machine: drift and noise cancel in the ratios."""
+    for fn in jobs.values():  # warm-up: caches, thread pool, page faults
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v) * 1e3) for name, v in times.items()}
 
 
 def float_path(frame: np.ndarray, heat: np.ndarray) -> np.ndarray:
@@ -64,12 +68,13 @@ def main() -> int:
         other = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         for mh, mw in MAPS:
             heat = rng.random((mh, mw)).astype(np.float32)
-            t = {
-                m: median_ms(partial(liveheat.overlay, frame, heat, mode=m), args.repeats)
-                for m in MODES
-            }
-            floor = median_ms(partial(cv2.addWeighted, frame, 0.5, other, 0.5, 0.0), args.repeats)
-            flt = median_ms(partial(float_path, frame, heat), max(5, args.repeats // 4))
+            jobs = {m: partial(liveheat.overlay, frame, heat, mode=m) for m in MODES}
+            jobs["floor"] = partial(cv2.addWeighted, frame, 0.5, other, 0.5, 0.0)
+            t = interleaved_ms(jobs, args.repeats)
+            floor = t["floor"]
+            flt = interleaved_ms(
+                {"float": partial(float_path, frame, heat)}, max(5, args.repeats // 4)
+            )["float"]
             rc, rt, rf = t["color"] / floor, t["transparent"] / floor, flt / t["color"]
             print(
                 f"{w:>5}x{h:<4} {mh:>2}x{mw:<3} "
