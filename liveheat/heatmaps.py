@@ -141,7 +141,9 @@ def _cam(features: Features, target: int | str | None) -> np.ndarray:
 def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     c, h, w = features.maps.shape
     a = features.maps.reshape(c, h * w)
-    mean = np.einsum("ci->c", a) / np.float32(h * w)  # channels are centred over the positions
+    # products and means through OpenCV: one call each, no OpenBLAS thread pool, and far less
+    # per-call overhead than einsum when caches are cold (as they are between video frames)
+    mean = cv2.reduce(a, 1, cv2.REDUCE_AVG).ravel()  # channels are centred over the positions
     if features.cam_weights is not None and features.logits is not None and target is not None:
         anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
     elif features.cam_weights is not None and features.logits is not None:
@@ -149,10 +151,12 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
         # CAM it does not jump when two near-equal classes swap places between frames
         p = features.probs()
         top = np.argpartition(p, -10)[-10:] if p.size > 10 else np.arange(p.size)
-        weights = np.einsum("k,kc->c", p[top], features.cam_weights[top])
-        anchor = np.einsum("c,ci->i", weights, a)
+        weights = cv2.gemm(
+            p[top].astype(np.float32)[None, :], features.cam_weights[top], 1, None, 0
+        )
+        anchor = cv2.gemm(weights, a, 1.0, None, 0.0).ravel()
     else:
-        anchor = features.maps.mean(axis=0).ravel()
+        anchor = cv2.reduce(a, 0, cv2.REDUCE_AVG).ravel()
     anchor = anchor - anchor.mean()
     u, lam = top_eigvec(a, anchor, mean=mean)
     proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
@@ -162,9 +166,10 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     return proj
 
 
-# OpenBLAS runs a GEMM on the calling thread below m*n*k = 65536 * 4; waking its thread pool
-# while onnxruntime's threads spin costs milliseconds, so the Gram is summed in such chunks
-_SINGLE_THREAD_GEMM = 65536 * 4
+# the N x N Gram is formed (with OpenCV's GEMM: OpenBLAS's thread pool, woken while
+# onnxruntime's threads spin, costs milliseconds) when C * N * N stays below about this many
+# multiply-adds; a 7x7 map of 1280 channels is 3 M
+_GRAM_WORK = 4 * 1024 * 1024
 
 
 def top_eigvec(
@@ -178,11 +183,12 @@ def top_eigvec(
 
     With `mean` (C,), of the centred `a - mean[:, None]` (never materialised).
 
-    Lanczos with full reorthogonalisation on the N x N Gram (summed in single-threaded
-    chunks; for large N never formed: two einsum matrix-vector products per step instead).
-    No SVD and no `eigh`: those run threaded BLAS, which stalls for milliseconds when
-    onnxruntime keeps the cores busy. Stops once the top pair has converged (residual below
-    1e-4 of the eigenvalue); exact when N <= steps.
+    Small N: the N x N Gram (OpenCV GEMM), then G^32 by five squarings when the top
+    eigenvalue stands clear of the next (checked by its residual), else Lanczos with full
+    reorthogonalisation on it. Large N: the Gram is never formed; Lanczos with two einsum
+    matrix-vector products per step. No SVD and no `eigh`: those run threaded BLAS, which
+    stalls for milliseconds when onnxruntime keeps the cores busy. Lanczos stops once the top
+    pair has converged (residual below 1e-4 of the eigenvalue); exact when N <= steps.
 
     Examples:
         >>> a = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
@@ -191,17 +197,16 @@ def top_eigvec(
         True
     """
     c, n = a.shape
-    chunk = _SINGLE_THREAD_GEMM // (n * n) - 1
-    if chunk >= 8 and chunk * 16 >= c:  # a handful of GEMM calls (7x7 maps of 1280 channels)
-        gram = np.zeros((n, n), np.float32)
-        for s in range(0, c, chunk):
-            part = a[s : s + chunk]
-            gram += part.T @ part
+    if c * n * n <= _GRAM_WORK:
+        gram = cv2.gemm(a, a, 1.0, None, 0.0, flags=cv2.GEMM_1_T)
         if mean is not None:  # (a - m 1')'(a - m 1') = G - s 1' - 1 s' + (m.m) 1 1'
-            col = np.einsum("ci,c->i", a, mean)
+            col = cv2.gemm(np.asarray(mean, np.float32)[None, :], a, 1.0, None, 0.0).ravel()
             gram -= col[:, None]
             gram -= col[None, :]
             gram += np.float32(np.dot(mean, mean))
+        fast = _power_by_squaring(gram, start)
+        if fast is not None:
+            return fast
 
         def matvec(q: np.ndarray) -> np.ndarray:
             return np.einsum("ij,j->i", gram, q)
@@ -242,6 +247,32 @@ def top_eigvec(
     u = np.einsum("k,ki->i", s.astype(np.float32), basis[: len(alpha)])
     u /= np.float32(np.sqrt(np.dot(u, u)))
     return u, theta
+
+
+def _power_by_squaring(
+    gram: np.ndarray, start: np.ndarray | None, squarings: int = 5
+) -> tuple[np.ndarray, float] | None:
+    """Top eigenpair of a small symmetric PSD Gram from G^32 (five tiny matrix products that
+    stay on this thread), or None when the top eigenvalue is not separated enough for that
+    (then Lanczos takes over). Far fewer numpy calls than Lanczos: what costs on video is the
+    per-call overhead with cold caches, not the arithmetic."""
+    n = gram.shape[0]
+    g = gram.astype(np.float64)
+    p = g / max(float(np.trace(g)), 1e-300)
+    for _ in range(squarings):
+        p = p @ p
+        p /= max(float(np.trace(p)), 1e-300)
+    q = np.ones(n) if start is None else np.asarray(start, np.float64)
+    v = p @ (q + 1e-3 * np.cos(np.arange(n)))  # never orthogonal to u
+    norm = float(np.sqrt(v @ v))
+    if not norm > 0:
+        return None
+    v /= norm
+    gv = g @ v
+    lam = float(v @ gv)
+    if not lam > 0 or float(np.sqrt(np.sum((gv - lam * v) ** 2))) > 1e-4 * lam:
+        return None
+    return v.astype(np.float32), lam
 
 
 def _top_ritz(alpha: list[float], beta: list[float]) -> tuple[float, np.ndarray]:

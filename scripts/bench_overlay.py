@@ -22,15 +22,16 @@ MAPS = [(7, 7), (32, 96)]
 
 
 def interleaved_ms(jobs: dict, repeats: int) -> dict[str, float]:
-    """Median ms per job, the jobs taking turns call by call in a rotating order, so that every
+    """Median ms per job, the jobs taking turns call by call in a shuffled order, so that every
     job (and the floor it is compared with) sees the same machine: drift cancels in the ratios."""
     for fn in jobs.values():  # warm-up: caches, thread pool, page faults
         fn()
     times: dict[str, list[float]] = {name: [] for name in jobs}
     names = list(jobs)
-    for i in range(repeats):
-        # a rotating order: no job always runs right after the same one
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+    order = np.random.default_rng(0)
+    for _ in range(repeats):
+        # a new random order each round: no job always runs right after the same one
+        for name in order.permutation(names):
             t0 = time.perf_counter()
             jobs[name]()
             times[name].append(time.perf_counter() - t0)

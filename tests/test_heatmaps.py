@@ -241,3 +241,21 @@ def test_smoother_reset_size_change_and_off():
     for bad in (-0.1, 1.0, 2):
         with pytest.raises(LiveheatError, match="0 <= factor < 1"):
             TemporalSmoother(bad)
+
+
+def test_small_gram_fast_path_and_its_lanczos_fallback_agree_with_eigh():
+    from liveheat.heatmaps import _power_by_squaring, top_eigvec
+
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(49, 49)))
+    for second in (0.3, 0.999):  # a clear top component, then two almost equal ones
+        vals = np.linspace(0.01, 0.2, 49)
+        vals[-1], vals[-2] = 1.0, second
+        a = (np.sqrt(vals)[:, None] * q.T).astype(np.float32)  # a.T @ a = q diag(vals) q.T
+        gram = a.T @ a
+        assert (_power_by_squaring(gram, None) is None) == (second > 0.9)  # near-tie: Lanczos
+        w, v = np.linalg.eigh(gram.astype(np.float64))
+        u, lam = top_eigvec(a)
+        assert lam == pytest.approx(w[-1], rel=1e-3)
+        if second < 0.9:
+            assert abs(float(np.dot(u, v[:, -1]))) > 0.9999
