@@ -80,17 +80,14 @@ def random_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def round_robin(jobs: dict, runs: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(median ms, min ms) per job, running every job once per round in a shuffled order."""
+    """(median ms, min ms) per job, running every job once per round in a rotating order."""
     names = list(jobs)
     for name in names:  # warm-up
         for _ in range(3):
             jobs[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
-    order = np.random.default_rng(0)
-    for _ in range(runs):
-        # a new random order each round: no job always runs right after the same one (the
-        # job after an inference finds cold caches)
-        for name in order.permutation(names):
+    for i in range(runs):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             t = time.perf_counter()
             jobs[name]()
             samples[name].append(time.perf_counter() - t)
