@@ -258,10 +258,9 @@ def _power_by_squaring(
     per-call overhead with cold caches, not the arithmetic."""
     n = gram.shape[0]
     g = gram.astype(np.float64)
-    p = g / max(float(np.trace(g)), 1e-300)
-    for _ in range(squarings):
-        p = p @ p
-        p /= max(float(np.trace(p)), 1e-300)
+    # scaled to trace 1, every eigenvalue is in [0, 1]: the power neither overflows nor
+    # underflows to zero in float64 (the top one is at least 1/n)
+    p = np.linalg.matrix_power(g / max(float(np.trace(g)), 1e-300), 2**squarings)
     q = np.ones(n) if start is None else np.asarray(start, np.float64)
     v = p @ (q + 1e-3 * np.cos(np.arange(n)))  # never orthogonal to u
     norm = float(np.sqrt(v @ v))
