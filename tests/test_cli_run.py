@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import liveheat
+from tests.helpers.videos import read_video
 from tests.test_window import xvfb  # noqa: F401 - the private X server fixture
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
@@ -41,23 +42,6 @@ def headless_env() -> dict:
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
         env.pop(name, None)
     return env
-
-
-def read_video(path) -> tuple[int, float, tuple[int, int], np.ndarray | None]:
-    """(frames readable, fps, (W, H), first frame)."""
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), f"{path} does not open"
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    n, first = 0, None
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        first = image if first is None else first
-        n += 1
-    cap.release()
-    return n, fps, size, first
 
 
 def frames_out(stdout: str) -> int:

@@ -21,6 +21,7 @@ from liveheat.overlay import overlay
 from liveheat.pipeline import Runner, RunStats, run_video
 from liveheat.settings import Settings
 from liveheat.sources import open_source
+from tests.helpers.videos import read_video
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 N_CLIP = 132
@@ -127,16 +128,8 @@ def test_video_file_keeps_count_fps_and_size_with_hud(bb, tmp_path):
     with open_source(CLIP) as src, VideoSink(path, fps=src.fps, size=src.size) as sink:
         stats = Runner(src, Settings(), outputs=[sink], backbone=bb).run()
     assert stats.frames_out == N_CLIP
-    cap = cv2.VideoCapture(str(path))
-    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(25.0)
-    n, first = 0, None
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        first = image if first is None else first
-        n += 1
-    cap.release()
+    n, fps, _size, first = read_video(path)
+    assert fps == pytest.approx(25.0)
     assert n == N_CLIP
     assert first.shape == (720, 1280, 3)
     original = clip_frames((0,))[0]

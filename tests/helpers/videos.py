@@ -125,3 +125,20 @@ def write_image_sequence(
         assert cv2.imwrite(str(p), f)
         paths.append(p)
     return paths
+
+
+def read_video(path) -> tuple[int, float, tuple[int, int], np.ndarray | None]:
+    """(frames readable, fps, (W, H), first frame)."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    n, first = 0, None
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        first = image if first is None else first
+        n += 1
+    cap.release()
+    return n, fps, size, first
