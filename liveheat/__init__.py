@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import importlib
 
+from liveheat import _blas
+
+# one BLAS thread (see liveheat/_blas.py): set before numpy and OpenCV load their OpenBLAS, and
+# through the C API of copies already loaded. OPENBLAS_NUM_THREADS set by the user wins.
+_OWN_BLAS = _blas.claim_env()
+
 __version__ = "0.1.0"
 
 # eager: the module liveheat/overlay.py shares its name with the function `liveheat.overlay`
 from liveheat.overlay import colorize, normalize, overlay, panels  # noqa: E402, F401
+
+if _OWN_BLAS:
+    _blas.limit_loaded()
 
 _LAZY = {
     "Backbone": "liveheat.backbone",

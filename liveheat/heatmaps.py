@@ -6,11 +6,13 @@ Also the temporal smoother that keeps video overlays from flickering.
 from __future__ import annotations
 
 import difflib
+import threading
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
-from liveheat.backbone import Features
+from liveheat.backbone import _QUIET_RUN, Features
 from liveheat.errors import LiveheatError
 
 METHODS: tuple[str, ...] = ("cam", "eigen", "mean", "max", "norm", "channel:K")
@@ -140,25 +142,28 @@ def _cam(features: Features, target: int | str | None) -> np.ndarray:
 
 def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     c, h, w = features.maps.shape
-    a = features.maps.reshape(c, h * w)
-    # products and means through OpenCV: one call each, no OpenBLAS thread pool, and far less
-    # per-call overhead than einsum when caches are cold (as they are between video frames)
-    mean = cv2.reduce(a, 1, cv2.REDUCE_AVG).ravel()  # channels are centred over the positions
-    if features.cam_weights is not None and features.logits is not None and target is not None:
-        anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
-    elif features.cam_weights is not None and features.logits is not None:
-        # no target: the probability-weighted CAM of the 10 likeliest classes; unlike the top-1
-        # CAM it does not jump when two near-equal classes swap places between frames
-        p = features.probs()
-        top = np.argpartition(p, -10)[-10:] if p.size > 10 else np.arange(p.size)
-        weights = cv2.gemm(
-            p[top].astype(np.float32)[None, :], features.cam_weights[top], 1, None, 0
-        )
-        anchor = cv2.gemm(weights, a, 1.0, None, 0.0).ravel()
+    n = h * w
+    a = np.ascontiguousarray(features.maps.reshape(c, n), dtype=np.float32)
+    classifier = features.cam_weights is not None and features.logits is not None
+    if c * n * n <= _GRAM_WORK:
+        # the whole fast path in one onnxruntime call (see _EigenGraph)
+        if classifier and target is None:
+            logits = np.asarray(features.logits, np.float32).ravel()
+            weights = np.asarray(features.cam_weights, np.float32)
+            u, lam, anchor, gram = _EIGEN_GRAPH.run(a, logits=logits, weights=weights)
+        else:
+            if classifier:  # the CAM of the class asked for
+                if features.cam_weights.shape[1] != c:
+                    _cam_raw(features, target)  # raises the explanatory error
+                wv = features.cam_weights[target_index(features, target)]
+            else:  # the channel mean
+                wv = np.full(c, 1.0 / c, np.float32)
+            u, lam, anchor, gram = _EIGEN_GRAPH.run(a, wv=wv)
+        if u is None:  # two near-equal top eigenvalues: Lanczos on the centred Gram
+            u, lam = top_eigvec(gram, anchor, gram_given=True)
     else:
-        anchor = cv2.reduce(a, 0, cv2.REDUCE_AVG).ravel()
-    anchor = anchor - anchor.mean()
-    u, lam = top_eigvec(a, anchor, mean=mean)
+        anchor = _eigen_anchor(features, a, target)
+        u, lam = top_eigvec(a, anchor, centre=True)  # channels centred over the positions
     proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
     # the sign of an eigenvector is arbitrary: point it along the anchor
     if float(np.dot(proj.ravel(), anchor)) < 0:
@@ -166,10 +171,149 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     return proj
 
 
-# the N x N Gram is formed (with OpenCV's GEMM: OpenBLAS's thread pool, woken while
-# onnxruntime's threads spin, costs milliseconds) when C * N * N stays below about this many
-# multiply-adds; a 7x7 map of 1280 channels is 3 M
-_GRAM_WORK = 4 * 1024 * 1024
+class _EigenGraph:
+    """EigenCAM's fast path as one small ONNX graph, run by onnxruntime on the calling thread.
+
+    Inputs: the maps `a` (C, N) and either the classifier (`logits` (K,), `weights` (K, C):
+    the anchor is the softmax-weighted CAM of the 10 likeliest classes) or `wv` (C,) (the
+    anchor is wv . a). In the graph: the channels centred over the positions (Ac), the centred
+    Gram Ac' Ac, the anchor wv . Ac, then G^32 by five squarings (scaled by the trace, and
+    rescaled once on the way so float32 neither underflows nor overflows), v = anchor . G^32
+    normalised, its Rayleigh quotient and residual. Returned: (u or None when the residual
+    says the top eigenvalue is not separated enough, lambda, anchor, centred Gram).
+
+    Why a graph: after an inference the caches are cold and each numpy call costs 10-40 us
+    however small its data; the same steps as ~35 numpy calls took 0.35-0.5 ms, as one
+    onnxruntime call about half that (scripts/bench_model.py). onnxruntime's MLAS GEMM also
+    never wakes a BLAS thread pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, int], ort.InferenceSession] = {}
+
+    def run(self, a, *, logits=None, weights=None, wv=None):
+        if logits is not None:
+            k = min(10, logits.shape[0])
+            sess = self._session("topk", k)
+            feeds = {"a": a, "logits": logits, "w": weights}
+        else:
+            sess = self._session("given", 0)
+            feeds = {"a": a, "wv": np.asarray(wv, np.float32)}
+        v, lam, res, anchor, gram = sess.run(None, feeds, _QUIET_RUN)
+        lam = float(lam)
+        if not lam > 0 or not float(res) <= 1e-4 * lam:  # also catches NaN (anchor _|_ u)
+            return None, lam, anchor, gram
+        return v, lam, anchor, gram
+
+    def _session(self, kind: str, k: int) -> ort.InferenceSession:
+        sess = self._sessions.get((kind, k))
+        if sess is None:
+            with self._lock:
+                sess = self._sessions.get((kind, k))
+                if sess is None:
+                    so = ort.SessionOptions()
+                    so.intra_op_num_threads = 1  # tiny: the calling thread does it all
+                    so.inter_op_num_threads = 1
+                    so.log_severity_level = 4
+                    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                    sess = ort.InferenceSession(
+                        _eigen_model(kind, k), so, providers=["CPUExecutionProvider"]
+                    )
+                    self._sessions[(kind, k)] = sess
+        return sess
+
+
+def _eigen_model(kind: str, k: int) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    f32 = TensorProto.FLOAT
+    nodes, inits = [], []
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(kind_: str, inputs: list[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(kind_, inputs, [out], **attrs))
+        return out
+
+    inputs = [helper.make_tensor_value_info("a", f32, ["C", "N"])]
+    one = const("axis1", np.array([1], np.int64))
+    ac = op("Sub", ["a", op("ReduceMean", ["a", one], "rowmean", keepdims=1)], "ac")
+    if kind == "topk":
+        inputs += [
+            helper.make_tensor_value_info("logits", f32, ["K"]),
+            helper.make_tensor_value_info("w", f32, ["K", "C"]),
+        ]
+        nodes.append(
+            helper.make_node("TopK", ["logits", const("k", np.array([k], np.int64))], ["tv", "ti"])
+        )
+        e = op("Exp", [op("Sub", ["tv", op("ReduceMax", ["tv"], "tmax", keepdims=1)], "tz")], "e")
+        wv = op("MatMul", [e, op("Gather", ["w", "ti"], "wtop", axis=0)], "wvec")
+    else:
+        inputs.append(helper.make_tensor_value_info("wv", f32, ["C"]))
+        wv = "wv"
+    anchor = op("MatMul", [wv, ac], "anchor")  # (N,), centred since ac is
+    gram = op("MatMul", [op("Transpose", [ac], "act", perm=[1, 0]), ac], "gram")
+    p = op("Div", [gram, op("ReduceSumSquare", [ac], "trace", keepdims=0)], "p0")
+    for i in range(1, 6):
+        p = op("MatMul", [p, p], f"p{i}")
+        if i == 2:  # top eigenvalue back to [1, N]: G^32 stays finite and nonzero in float32
+            p = op("Div", [p, op("ReduceMax", [p], "pmax", keepdims=0)], "p2n")
+    v0 = op("MatMul", [anchor, p], "v0")  # G^32 is symmetric
+    v = op("Div", [v0, op("ReduceL2", [v0], "v0norm", keepdims=0)], "v")
+    gv = op("MatMul", [v, gram], "gv")
+    lam = op("ReduceSum", [op("Mul", [v, gv], "vgv")], "lam", keepdims=0)
+    res = op("ReduceL2", [op("Sub", [gv, op("Mul", [v, lam], "lv")], "rv")], "res", keepdims=0)
+    outputs = [
+        helper.make_tensor_value_info(v, f32, ["N"]),
+        helper.make_tensor_value_info(lam, f32, []),
+        helper.make_tensor_value_info(res, f32, []),
+        helper.make_tensor_value_info(anchor, f32, ["N"]),
+        helper.make_tensor_value_info(gram, f32, ["N", "N"]),
+    ]
+    graph = helper.make_graph(nodes, "liveheat_eigen", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+_EIGEN_GRAPH = _EigenGraph()
+
+
+def _eigen_anchor(features: Features, a: np.ndarray, target: int | str | None) -> np.ndarray:
+    """The map the eigenvector's sign is anchored to (float32, centred), also its start."""
+    if features.cam_weights is not None and features.logits is not None and target is not None:
+        anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
+    elif features.cam_weights is not None and features.logits is not None:
+        # no target: the probability-weighted CAM of the 10 likeliest classes; unlike the top-1
+        # CAM it does not jump when two near-equal classes swap places between frames. The
+        # weights are the softmax up to one positive factor, which changes neither the sign
+        # nor the start direction.
+        logits = np.asarray(features.logits, np.float32).ravel()
+        top = np.argpartition(logits, -10)[-10:] if logits.size > 10 else np.arange(logits.size)
+        z = logits[top]
+        weights = np.exp(z - z.max())
+        # einsum, not `@`: no BLAS thread pool for these small products
+        anchor = np.einsum("c,ci->i", np.einsum("k,kc->c", weights, features.cam_weights[top]), a)
+    else:
+        anchor = cv2.reduce(a, 0, cv2.REDUCE_AVG).ravel()
+    return anchor - anchor.mean()
+
+
+# the N x N Gram is formed when C * N * N stays below about this many multiply-adds (1280
+# channels: maps up to 11 x 11, i.e. inputs up to 352); above it, Lanczos without the Gram was
+# faster (measured for 1280 x 14 x 14: 0.97 ms against 1.2 ms)
+_GRAM_WORK = 24 * 1024 * 1024
+_NUDGE: dict[int, np.ndarray] = {}  # per size: a fixed small vector added to start vectors
+
+
+def _nudge(n: int) -> np.ndarray:
+    v = _NUDGE.get(n)
+    if v is None:
+        v = _NUDGE[n] = 1e-3 * np.cos(np.arange(n))  # keeps a start never orthogonal to u
+    return v
 
 
 def top_eigvec(
@@ -177,18 +321,21 @@ def top_eigvec(
     start: np.ndarray | None = None,
     steps: int = 24,
     *,
-    mean: np.ndarray | None = None,
+    centre: bool = False,
+    gram_given: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Top eigenvector u and eigenvalue of the Gram matrix a.T @ a, for `a` (C, N).
 
-    With `mean` (C,), of the centred `a - mean[:, None]` (never materialised).
+    With `centre`, of the Gram of `a` with each row's mean removed (never materialised).
+    With `gram_given`, `a` is that N x N Gram already: straight to Lanczos on it.
 
-    Small N: the N x N Gram (OpenCV GEMM), then G^32 by five squarings when the top
-    eigenvalue stands clear of the next (checked by its residual), else Lanczos with full
-    reorthogonalisation on it. Large N: the Gram is never formed; Lanczos with two einsum
-    matrix-vector products per step. No SVD and no `eigh`: those run threaded BLAS, which
-    stalls for milliseconds when onnxruntime keeps the cores busy. Lanczos stops once the top
-    pair has converged (residual below 1e-4 of the eigenvalue); exact when N <= steps.
+    Small N: the N x N Gram (one GEMM; centring is then a double centring of the Gram), and
+    G^32 by five squarings when the top eigenvalue stands clear of the next (checked by its
+    residual), else Lanczos with full reorthogonalisation on it. Large N: the Gram is never
+    formed; Lanczos with two einsum matrix-vector products per step. No SVD and no `eigh`.
+    Lanczos stops once the top pair has converged (residual below 1e-4 of the eigenvalue);
+    exact when N <= steps. What costs on video is the number of numpy calls (each is slow with
+    the caches that inference leaves cold), not the arithmetic: the fast path makes few.
 
     Examples:
         >>> a = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
@@ -197,21 +344,27 @@ def top_eigvec(
         True
     """
     c, n = a.shape
-    if c * n * n <= _GRAM_WORK:
-        gram = cv2.gemm(a, a, 1.0, None, 0.0, flags=cv2.GEMM_1_T)
-        if mean is not None:  # (a - m 1')'(a - m 1') = G - s 1' - 1 s' + (m.m) 1 1'
-            col = cv2.gemm(np.asarray(mean, np.float32)[None, :], a, 1.0, None, 0.0).ravel()
-            gram -= col[:, None]
-            gram -= col[None, :]
-            gram += np.float32(np.dot(mean, mean))
+    if gram_given:
+        gram32 = np.asarray(a, np.float32)
+
+        def matvec(q: np.ndarray) -> np.ndarray:
+            return np.einsum("ij,j->i", gram32, q)
+
+    elif c * n * n <= _GRAM_WORK:
+        gram = cv2.gemm(a, a, 1.0, None, 0.0, flags=cv2.GEMM_1_T).astype(np.float64)
+        if centre:  # J G J with J = I - 11'/n: G - r 1' - 1 r' + mean(r), r the row means
+            r = gram.mean(axis=0)
+            gram -= r[:, None] + (r - r.mean())
         fast = _power_by_squaring(gram, start)
         if fast is not None:
             return fast
+        gram32 = gram.astype(np.float32)
 
         def matvec(q: np.ndarray) -> np.ndarray:
-            return np.einsum("ij,j->i", gram, q)
+            return np.einsum("ij,j->i", gram32, q)
 
     else:
+        mean = cv2.reduce(a, 1, cv2.REDUCE_AVG).ravel() if centre else None
 
         def matvec(q: np.ndarray) -> np.ndarray:
             t = np.einsum("ci,i->c", a, q)
@@ -222,7 +375,7 @@ def top_eigvec(
 
     m = min(n, steps)
     q = np.ones(n, np.float32) if start is None else np.asarray(start, np.float32).copy()
-    q += np.float32(1e-3) * np.cos(np.arange(n, dtype=np.float32))  # never orthogonal to u
+    q += _nudge(n).astype(np.float32)
     q /= np.float32(np.sqrt(np.dot(q, q)))
     basis = np.zeros((m, n), np.float32)
     alpha: list[float] = []
@@ -254,22 +407,21 @@ def _power_by_squaring(
 ) -> tuple[np.ndarray, float] | None:
     """Top eigenpair of a small symmetric PSD Gram from G^32 (five tiny matrix products that
     stay on this thread), or None when the top eigenvalue is not separated enough for that
-    (then Lanczos takes over). Far fewer numpy calls than Lanczos: what costs on video is the
-    per-call overhead with cold caches, not the arithmetic."""
+    (then Lanczos takes over)."""
     n = gram.shape[0]
-    g = gram.astype(np.float64)
+    g = np.asarray(gram, np.float64)
     # scaled to trace 1, every eigenvalue is in [0, 1]: the power neither overflows nor
     # underflows to zero in float64 (the top one is at least 1/n)
-    p = np.linalg.matrix_power(g / max(float(np.trace(g)), 1e-300), 2**squarings)
-    q = np.ones(n) if start is None else np.asarray(start, np.float64)
-    v = p @ (q + 1e-3 * np.cos(np.arange(n)))  # never orthogonal to u
+    p = np.linalg.matrix_power(g * (1.0 / max(float(np.trace(g)), 1e-300)), 2**squarings)
+    v = p @ (_nudge(n) + (1.0 if start is None else start))
     norm = float(np.sqrt(v @ v))
     if not norm > 0:
         return None
     v /= norm
     gv = g @ v
     lam = float(v @ gv)
-    if not lam > 0 or float(np.sqrt(np.sum((gv - lam * v) ** 2))) > 1e-4 * lam:
+    gv -= lam * v
+    if not lam > 0 or float(np.sqrt(gv @ gv)) > 1e-4 * lam:
         return None
     return v.astype(np.float32), lam
 

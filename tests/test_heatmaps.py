@@ -126,7 +126,7 @@ def test_top_eigvec_on_a_wide_and_a_tall_matrix():
         # centred without a copy: the same as centring first
         a += rng.normal(size=(shape[0], 1)).astype(np.float32)
         mean = a.mean(axis=1)
-        u, lam = top_eigvec(a, mean=mean)
+        u, lam = top_eigvec(a, centre=True)
         ac = (a - mean[:, None]).astype(np.float64)
         vals, vecs = np.linalg.eigh(ac.T @ ac)
         assert lam == pytest.approx(vals[-1], rel=1e-3)
@@ -259,3 +259,106 @@ def test_small_gram_fast_path_and_its_lanczos_fallback_agree_with_eigh():
         assert lam == pytest.approx(w[-1], rel=1e-3)
         if second < 0.9:
             assert abs(float(np.dot(u, v[:, -1]))) > 0.9999
+
+
+def _svd_reference(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values and right vectors of the channel-centred (C, N) maps, in float64."""
+    x = a.astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    return s, vt
+
+
+@pytest.mark.parametrize("size", [224, 320])
+def test_eigen_fast_path_agrees_with_svd_for_every_anchor(bb_fp32, chelsea, size):
+    from liveheat.heatmaps import _GRAM_WORK
+
+    feats = Backbone(input_size=size, threads=1)(chelsea)
+    c, h, w = feats.maps.shape
+    assert c * h * w * h * w <= _GRAM_WORK  # 7x7 and 10x10: the one-graph path
+    s, vt = _svd_reference(feats.maps.reshape(c, -1))
+    ref = (vt[0] * s[0]).reshape(h, w)
+    bare = dataclasses.replace(feats, logits=None, cam_weights=None)
+    for f, target, anchor in (
+        (feats, None, None),  # probability-weighted CAM of the top 10
+        (feats, 285, heatmap(feats, "cam", 285)),  # the CAM of the class asked for
+        (bare, None, heatmap(bare, "mean")),  # no classifier: the channel mean
+    ):
+        eig = heatmap(f, "eigen", target)
+        np.testing.assert_allclose(np.abs(eig), np.abs(ref), rtol=1e-3, atol=1e-4 * s[0])
+        if anchor is not None:  # the sign points along the anchor
+            assert float(np.sum(eig * (anchor - anchor.mean()))) > 0
+
+
+def test_eigen_with_fewer_than_ten_classes_and_a_near_tie(cat):
+    from liveheat.heatmaps import _EIGEN_GRAPH
+
+    rng = np.random.default_rng(11)
+    c, n = 96, 49
+    a = rng.normal(size=(c, n))
+    a -= a.mean(axis=1, keepdims=True)
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    for gap in (2.0, 1.000001):  # a clear top component, then two almost equal ones
+        s2 = s.copy()
+        s2[0] = s2[1] * gap
+        x = ((u * s2) @ vt + 5.0).astype(np.float32)  # + 5: the centring matters
+        logits = rng.normal(size=5).astype(np.float32)
+        weights = rng.normal(size=(5, c)).astype(np.float32)
+        feats = dataclasses.replace(
+            cat, maps=x.reshape(c, 7, 7), logits=logits, cam_weights=weights, valid=(0, 7, 0, 7)
+        )
+        ug, lam, _, _ = _EIGEN_GRAPH.run(x, logits=logits, weights=weights)
+        assert (ug is None) == (gap < 1.5)  # near-tie: the graph hands over to Lanczos
+        eig = heatmap(feats, "eigen").ravel().astype(np.float64)
+        assert float(eig @ eig) == pytest.approx(s2[0] ** 2, rel=1e-3)  # |map|^2 = lambda
+        span = vt[:1] if gap > 1.5 else vt[:2]  # the map lies in the top eigenspace
+        assert np.linalg.norm(span @ eig) / np.linalg.norm(eig) > 0.999
+        # sign: along the softmax-weighted CAM of the (five) classes
+        p = np.exp(logits - logits.max())
+        anchor = (p / p.sum()) @ weights @ (x - x.mean(axis=1, keepdims=True))
+        assert float(eig @ anchor) > 0
+
+
+def test_no_blas_thread_spins_after_eigen(tmp_path):
+    # OpenBLAS (numpy's, and the copy inside OpenCV's wheel that cv2.gemm calls) busy-waits
+    # for ~0.1 s after a threaded call: on a 2-core machine that steals a core from inference.
+    # numpy and cv2 are imported first, as a library user would; liveheat limits them anyway.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import os, sys, time
+import numpy as np, cv2
+if sys.argv[1] == "liveheat":
+    import liveheat  # noqa: F401
+def ticks():
+    out = {}
+    for t in os.listdir("/proc/self/task"):
+        if int(t) != os.getpid():
+            st = open(f"/proc/self/task/{t}/stat").read().rsplit(")", 1)[1].split()
+            out[t] = int(st[11]) + int(st[12])
+    return out
+a = np.random.default_rng(0).normal(size=(1280, 400)).astype(np.float32)
+time.sleep(1.0)  # OpenBLAS threads also spin for a while after they start, at import
+for _ in range(3):
+    cv2.gemm(a, a, 1.0, None, 0.0, flags=cv2.GEMM_1_T)
+    a.T @ a
+before = ticks()
+time.sleep(0.4)
+after = ticks()
+print(sum(v - before.get(k, 0) for k, v in after.items()))
+"""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    }
+
+    def spun(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", code, mode], env=env, capture_output=True, text=True, check=True
+        )
+        return int(out.stdout.strip())
+
+    assert spun("liveheat") <= 2  # clock ticks (10 ms) of other threads during a 0.4 s sleep
+    if (os.cpu_count() or 1) >= 2:  # the control: without liveheat, a BLAS thread spins
+        assert spun("plain") >= 5
