@@ -438,6 +438,22 @@ class Backbone:
         frame = _check_frame(frame)
         fh, fw = frame.shape[:2]
         h, w = self._input_size
+        nc = self._in_channels
+        if (
+            self.resize == "stretch"
+            and frame.dtype == np.uint8
+            and frame.ndim == 3
+            and frame.shape[2] == 3 == nc
+            and not self._nhwc
+            and _BLOB_PARAMS
+            and (not self.antialias or fw < 2 * w or fh < 2 * h)
+        ):
+            # the common case in one OpenCV call: its bilinear resize (the same as
+            # cv2.resize's), channel swap, scaling, HWC -> NCHW
+            blob = cv2.dnn.blobFromImageWithParams(frame, self._blob_params(w, h))
+            if self._in_dtype is not np.float32:
+                blob = blob.astype(self._in_dtype)
+            return blob, Geometry((fh, fw), (h, w), (0, 0, 0, 0))
         if self.resize == "stretch":
             small = _resize(frame, w, h, self.antialias)
             pad = (0, 0, 0, 0)
@@ -457,16 +473,9 @@ class Backbone:
             )
             if small.ndim == 2:
                 small = small[:, :, None]
-        nc = self._in_channels
         if nc == 3 and not self._nhwc and _BLOB_PARAMS:
             # one fused C++ pass: channel swap, (x - mean/scale) * scale/std, HWC -> NCHW
-            params = cv2.dnn.Image2BlobParams()
-            params.scalefactor = tuple(self.scale / s for s in self.std) + (0.0,)
-            params.mean = tuple(m / self.scale for m in self.mean) + (0.0,)
-            params.swapRB = self.channel_order == "RGB"
-            params.size = (w, h)
-            params.ddepth = cv2.CV_32F
-            blob = cv2.dnn.blobFromImageWithParams(small, params)
+            blob = cv2.dnn.blobFromImageWithParams(small, self._blob_params(w, h))
             if self._in_dtype is not np.float32:
                 blob = blob.astype(self._in_dtype)
             return blob, Geometry((fh, fw), (h, w), pad)
@@ -484,6 +493,21 @@ class Backbone:
         if self._in_dtype is not np.float32:
             blob = blob.astype(self._in_dtype)
         return blob, Geometry((fh, fw), (h, w), pad)
+
+    def _blob_params(self, w: int, h: int):
+        """cv2.dnn.Image2BlobParams for this preprocessing, made once (and again if changed)."""
+        key = (self.scale, tuple(self.std), tuple(self.mean), self.channel_order, w, h)
+        cached = self.__dict__.get("_blob_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        params = cv2.dnn.Image2BlobParams()
+        params.scalefactor = tuple(self.scale / s for s in self.std) + (0.0,)
+        params.mean = tuple(m / self.scale for m in self.mean) + (0.0,)
+        params.swapRB = self.channel_order == "RGB"
+        params.size = (w, h)
+        params.ddepth = cv2.CV_32F
+        self._blob_cache = (key, params)  # one tuple swap: safe with concurrent callers
+        return params
 
     def __call__(self, frame: np.ndarray) -> Features:
         """Run the model on one frame and return its Features.
