@@ -47,6 +47,9 @@ _OVERSHOOTING = (cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 # frames with at least this many pixels are blended in row bands on two threads
 _BAND_MIN_PIXELS = 640 * 480
 _BANDS = 2
+# a band is blended in chunks of rows whose float map rows take about this many bytes, so
+# that a chunk's map rows, indices and colours stay in cache
+_CHUNK_BYTES = 768 * 1024
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -209,17 +212,13 @@ def _scaled_map(
 ) -> np.ndarray:
     """[0, 1] map -> float32 map of ``size`` (w, h) in heat-index units (0..255), resized once.
 
-    ``scratch=True`` writes into this thread's scratch buffer (valid until the next call).
+    Used where _row_source cannot go chunk by chunk. ``scratch=True`` writes into this thread's scratch buffer (valid until the next call).
     """
     inter = INTERPOLATIONS[_choose(interpolation, INTERPOLATIONS, "interpolation")]
     scaled = norm01 * np.float32(255.0)
     h, w = scaled.shape
     if w == size[0] and h == size[1]:
         return scaled
-    if inter == cv2.INTER_LINEAR and h < size[1] and w < size[0]:
-        # bilinear is separable: width first, then height gives the same values (checked
-        # bit for bit) and is ~2x faster than one call when the map is tiny (7x7 -> 1080p)
-        scaled = cv2.resize(scaled, (size[0], h), interpolation=inter)
     dst = _scratch("scaled", (size[1], size[0]), np.float32) if scratch else None
     scaled = cv2.resize(scaled, size, dst=dst, interpolation=inter)
     if inter in _OVERSHOOTING:  # cubic and lanczos ring below 0; convertScaleAbs takes |x|
@@ -230,6 +229,72 @@ def _scaled_map(
 def _to_index(scaled: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
     """float32 heat-index map -> uint8, rounded to nearest (never truncated), saturated at 255."""
     return cv2.convertScaleAbs(scaled, dst=dst)
+
+
+def _chunk_rows(height: int, width: int) -> int:
+    """Rows per chunk: about _CHUNK_BYTES of float32 map rows (at least 8, at most all)."""
+    return min(height, max(8, _CHUNK_BYTES // (4 * width)))
+
+
+def _chunks(band: slice, width: int) -> list[slice]:
+    """The chunks of rows a band is blended in (see _CHUNK_BYTES)."""
+    step = max(8, _CHUNK_BYTES // (4 * width))
+    return [slice(y, min(y + step, band.stop)) for y in range(band.start, band.stop, step)]
+
+
+def _row_source(norm01: np.ndarray, size: tuple[int, int], interpolation: str):
+    """A function (rows, dst) -> the uint8 heat indices of those rows of the map at ``size``.
+
+    Bilinear upscaling is separable. The map is widened once (tiny: h x W), and each chunk
+    of output rows is then a blend of the few widened rows it lies between: one small
+    matrix product (rows x k) @ (k x W) with k <= 4 or so, computed when the chunk is
+    needed, so it never leaves the cache. Other cases (other interpolations, a map larger
+    than the frame) scale the whole map once and hand out its rows.
+    """
+    inter = INTERPOLATIONS[_choose(interpolation, INTERPOLATIONS, "interpolation")]
+    width, height = size
+    h, w = norm01.shape
+    if inter == cv2.INTER_LINEAR and h <= height and w <= width and (h, w) != (height, width):
+        wide = norm01 * np.float32(255.0)
+        if w != width:
+            wide = cv2.resize(wide, (width, h), interpolation=inter)
+        weights, first, last = _vertical_weights(h, height)
+
+        def rows_of(rows: slice, dst: np.ndarray) -> np.ndarray:
+            m = rows.stop - rows.start
+            k0, k1 = first[rows.start], last[rows.stop - 1] + 1
+            out = _scratch("rows", (max(m, _chunk_rows(height, width)), width), np.float32)[:m]
+            np.matmul(weights[rows, k0:k1], wide[k0:k1], out=out)
+            return _to_index(out, dst)
+
+        return rows_of
+    scaled = _scaled_map(norm01, size, interpolation, scratch=True)
+
+    def rows_from_scaled(rows: slice, dst: np.ndarray) -> np.ndarray:
+        return _to_index(scaled[rows], dst)
+
+    return rows_from_scaled
+
+
+@functools.lru_cache(maxsize=32)
+def _vertical_weights(h: int, height: int) -> tuple[np.ndarray, list[int], list[int]]:
+    """OpenCV's bilinear weights from h rows to ``height`` rows, as a (height, h) matrix.
+
+    Row y samples source row fy = (y + 0.5) * h / height - 0.5, clamped at both edges (as
+    cv2.resize does). Also each row's first and last source row with a nonzero weight.
+    """
+    y = np.arange(height)
+    fy = (y + 0.5) * (h / height) - 0.5
+    k = np.floor(fy).astype(np.int64)
+    frac = fy - k
+    lo, hi = np.clip(k, 0, h - 1), np.clip(k + 1, 0, h - 1)
+    frac = np.where(k < 0, 0.0, np.where(k >= h - 1, 0.0, frac))
+    weights = np.zeros((height, h), np.float64)
+    np.add.at(weights, (y, lo), 1.0 - frac)
+    np.add.at(weights, (y, hi), frac)
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights, lo.tolist(), hi.tolist()
 
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
@@ -287,7 +352,13 @@ def colorize(
     lut = resolve_colormap(colormap)
     n, _ = _normalize(heat, norm, vmin, vmax, percentile)
     size = (n.shape[1], n.shape[0]) if size is None else (int(size[0]), int(size[1]))
-    idx = _to_index(_scaled_map(n, size, interpolation))
+    # the map rows in the same chunks as overlay(), so that overlay(alpha=1) == colorize
+    # exactly (chunks cut elsewhere may round an exact .5 tie the other way)
+    rows_of = _row_source(n, size, interpolation)
+    idx = np.empty(size[::-1], np.uint8)
+    for band in _bands(size[1], size[0]):
+        for r in _chunks(band, size[0]):
+            rows_of(r, idx[r])
     return _lookup(idx, lut, np.empty((*idx.shape, 3), np.uint8), "packed-colorize")
 
 
@@ -435,30 +506,37 @@ def overlay(
     if alpha == 0.0 or not informative:
         return _with_alpha(bgr.copy() if bgr is frame else bgr, alpha_channel)
     height, width = bgr.shape[:2]
-    scaled = _scaled_map(n, (width, height), interpolation, scratch=True)
     out = np.empty_like(bgr)
-    # scratch rows: each band writes only its own rows, so bands never share memory
-    idx = _scratch("idx", (height, width), np.uint8)
-    colored = _scratch("colored", bgr.shape, np.uint8)
+    rows_of = _row_source(n, (width, height), interpolation)
 
     if mode in ("color", "gray") and threshold is None:
 
-        def blend(rows: slice) -> None:
-            _lookup(_to_index(scaled[rows], idx[rows]), lut, colored[rows], f"packed{rows.start}")
-            cv2.addWeighted(bgr[rows], 1.0 - alpha, colored[rows], alpha, 0.0, dst=out[rows])
+        def blend_chunk(r: slice, idx: np.ndarray, colored: np.ndarray, tag: str) -> None:
+            _lookup(idx, lut, colored, tag)
+            cv2.addWeighted(bgr[r], 1.0 - alpha, colored, alpha, 0.0, dst=out[r])
 
     else:
         s, t, add_t = _blend_tables(mode, lut.tobytes(), alpha, threshold)
-        keep3 = _scratch("keep3", bgr.shape, np.uint8)
 
-        def blend(rows: slice) -> None:
-            i = _to_index(scaled[rows], idx[rows])
-            keep = cv2.LUT(i, s)
-            cv2.merge((keep, keep, keep), dst=keep3[rows])
-            cv2.multiply(bgr[rows], keep3[rows], dst=out[rows], scale=1 / 255)
+        def blend_chunk(r: slice, idx: np.ndarray, colored: np.ndarray, tag: str) -> None:
+            keep = cv2.LUT(idx, s)
+            keep3 = _scratch(tag + "keep3", (_chunk_rows(height, width), width, 3), np.uint8)
+            keep3 = keep3[: idx.shape[0]]
+            cv2.merge((keep, keep, keep), dst=keep3)
+            cv2.multiply(bgr[r], keep3, dst=out[r], scale=1 / 255)
             if add_t:
-                tint = _lookup(i, t, colored[rows], f"packed{rows.start}")
-                cv2.add(out[rows], tint, dst=out[rows])
+                cv2.add(out[r], _lookup(idx, t, colored, tag), dst=out[r])
+
+    def blend(rows: slice) -> None:
+        # chunk by chunk: the map rows, their colours and the blend of one chunk stay in
+        # cache, so the only full-frame memory traffic is the frame in and the result out
+        tag = f"band{rows.start}"
+        step = _chunk_rows(height, width)
+        idx = _scratch(tag + "idx", (step, width), np.uint8)
+        colored = _scratch(tag + "colored", (step, width, 3), np.uint8)
+        for r in _chunks(rows, width):
+            m = r.stop - r.start
+            blend_chunk(r, rows_of(r, idx[:m]), colored[:m], tag)
 
     _map_bands(blend, _bands(height, width))
     return _with_alpha(out, alpha_channel)

@@ -391,3 +391,50 @@ def test_packed_colormap_lookup_equals_opencv_for_every_colormap(shape):
         lut = resolve_colormap(name)
         got = _lookup(idx, lut, np.empty((*shape, 3), np.uint8), "test")
         assert np.array_equal(got, cv2.applyColorMap(idx, lut)), name
+
+
+@pytest.mark.parametrize(
+    ("map_shape", "frame_shape"),
+    [
+        ((7, 7), (1080, 1920)),
+        ((32, 96), (1080, 1920)),
+        ((1, 1), (37, 53)),
+        ((1, 9), (480, 640)),
+        ((9, 1), (480, 640)),
+        ((5, 3), (1000, 7)),
+        ((13, 17), (13, 1000)),
+        ((2, 2), (3, 3)),
+    ],
+)
+def test_chunked_map_rows_equal_one_opencv_resize(map_shape, frame_shape):
+    # overlay() computes the upscaled map chunk by chunk (widen once, then a small matrix
+    # product per chunk of rows): it must equal cv2.resize of the whole map, but for
+    # rounding at exact .5 ties, however the chunks are cut
+    from liveheat.overlay import _row_source
+
+    rng = np.random.default_rng(8)
+    n = rng.random(map_shape).astype(np.float32)
+    h, w = frame_shape
+    want = cv2.resize(n.astype(np.float64) * 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
+    rows_of = _row_source(n, (w, h), "linear")
+    whole = rows_of(slice(0, h), np.empty((h, w), np.uint8)).copy()
+    tie = np.abs(want - np.floor(want) - 0.5) < 1e-3
+    assert np.array_equal(whole[~tie], np.rint(want[~tie]).astype(np.uint8))
+    assert np.abs(whole.astype(int) - np.rint(want)).max() <= 1
+    for step in (1, 8, 61):
+        pieces = [
+            rows_of(slice(y, min(y + step, h)), np.empty((min(step, h - y), w), np.uint8)).copy()
+            for y in range(0, h, step)
+        ]
+        chunked = np.vstack(pieces)
+        assert np.array_equal(chunked[~tie], whole[~tie])
+        assert np.abs(chunked.astype(int) - whole).max() <= 1
+
+
+def test_color_alpha_one_equals_colorize_on_a_banded_1080p_frame():
+    rng = np.random.default_rng(9)
+    frame = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    for shape in ((7, 7), (32, 96), (45, 80)):
+        heat = rng.random(shape)
+        out = liveheat.overlay(frame, heat, alpha=1.0, colormap="turbo")
+        assert np.array_equal(out, liveheat.colorize(heat, colormap="turbo", size=(1920, 1080)))
