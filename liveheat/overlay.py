@@ -212,7 +212,8 @@ def _scaled_map(
 ) -> np.ndarray:
     """[0, 1] map -> float32 map of ``size`` (w, h) in heat-index units (0..255), resized once.
 
-    Used where _row_source cannot go chunk by chunk. ``scratch=True`` writes into this thread's scratch buffer (valid until the next call).
+    Used where _row_source cannot go chunk by chunk. ``scratch=True`` writes into this
+    thread's scratch buffer (valid until the next call).
     """
     inter = INTERPOLATIONS[_choose(interpolation, INTERPOLATIONS, "interpolation")]
     scaled = norm01 * np.float32(255.0)
@@ -298,7 +299,7 @@ def _vertical_weights(h: int, height: int) -> tuple[np.ndarray, list[int], list[
 
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
-_LOOKUP_BYTES = 256 * 1024  # packed colours handled per step: fits a core's L2 cache
+_LOOKUP_BYTES = 1024 * 1024  # packed colours handled per step: one step per overlay chunk
 
 
 @functools.lru_cache(maxsize=64)

@@ -3,6 +3,7 @@
 Usage: python scripts/bench_overlay.py [--repeats 60]
 Prints median milliseconds per call, one row per frame size and map size, and ratios. Targets
 at 1080p: color <= 2.0x the floor and >= 10x faster than the float path; transparent <= 3x floor.
+Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -90,13 +91,15 @@ def main() -> int:
         "\ntargets at 1920x1080: color <= 2.0x floor, transparent <= 3.0x floor, "
         "float path >= 10x slower than color"
     )
+    met = True
     for name, rc, rt, rf in verdicts:
         ok = rc <= 2.0 and rt <= 3.0 and rf >= 10
+        met = met and ok
         print(
             f"  map {name:>6}: color {rc:.2f}x, transparent {rt:.2f}x, float path {rf:.1f}x "
             f"-> {'MET' if ok else 'MISSED'}"
         )
-    return 0
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
