@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from liveheat.backbone import Backbone, Features, LayerInfo, layers_table, models_dir
 from liveheat.errors import LiveheatError
 from liveheat.heatmaps import heatmap
+from scripts.bench_model import random_crop  # the same augmentation as the benchmark
 
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967
@@ -190,7 +191,7 @@ def test_int8_agrees_with_fp32_on_augmented_crops(bb_fp32, bb_int8):
     for name in NATURAL:
         img = skimage_bgr(name)
         for _ in range(4):
-            crop = _random_crop(img, rng)
+            crop = random_crop(img, rng)
             a, b = bb_fp32(crop), bb_int8(crop)
             t, p = a.top(1)[0][0], a.top(1)[0][2]
             same = t == b.top(1)[0][0]
@@ -203,18 +204,6 @@ def test_int8_agrees_with_fp32_on_augmented_crops(bb_fp32, bb_int8):
     assert np.mean(agree) >= 0.85, f"top-1 agreement {np.mean(agree):.0%}"
     assert not confident_miss  # int8 only disagrees where fp32 itself is unsure
     assert np.median(corr) >= 0.98 and min(corr) > 0.9
-
-
-def _random_crop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    h, w = img.shape[:2]
-    area = rng.uniform(0.35, 1.0) * h * w
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    ch = int(min(h, round(np.sqrt(area / aspect))))
-    cw = int(min(w, round(np.sqrt(area * aspect))))
-    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    crop = img[y : y + ch, x : x + cw]
-    crop = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return cv2.convertScaleAbs(crop, alpha=rng.uniform(0.85, 1.15), beta=rng.uniform(-15, 15))
 
 
 # ---------------------------------------------------------------- layers of the bundled model
