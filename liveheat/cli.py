@@ -427,17 +427,19 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("-o", "--output", default="liveheat-demo.mp4", metavar="OUT")
     p.add_argument("--no-show", action="store_true", help="no window, even with a display")
+    # the model and drawing options of `liveheat run`, to try them on the bundled clip
+    _add_model_flags(p)
+    _add_drawing_flags(p)
+    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args) -> int:
     from pathlib import Path
 
-    from liveheat.settings import Settings
-
     clip = Path(__file__).resolve().parent / "data" / "bigbuckbunny.mp4"
-    settings = Settings(output=args.output, show=not args.no_show)
-    return _run_video(str(clip), settings)
+    return _run_video(str(clip), _run_settings(args))
 
 
 # ---------------------------------------------------------------- doctor

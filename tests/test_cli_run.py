@@ -303,6 +303,24 @@ def test_demo_writes_liveheat_demo_mp4_in_the_current_dir(tmp_path):
     assert (n, size) == (N_CLIP, (1280, 720)) and fps == pytest.approx(25.0)
 
 
+def test_demo_takes_the_model_and_drawing_options_of_run(tmp_path):
+    from tests.helpers.videos import read_frames
+
+    r = liveheat_cmd(
+        "demo", "--no-show", "-o", tmp_path / "mask.mp4", "--method", "eigen", "--mode", "mask",
+        "--alpha", "1", "--no-hud", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "132 frames in, 132 out" in r.stdout
+    out, src = read_frames(tmp_path / "mask.mp4", 20), read_frames(CLIP, 20)
+    # a full mask keeps the hot pixels and darkens the rest: far darker than the clip itself
+    assert np.mean([o.mean() for o in out]) < 0.75 * np.mean([s.mean() for s in src])
+    bad = liveheat_cmd("demo", "--no-show", "--method", "gradcam", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("liveheat: error:")
+    assert "gradcam" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "liveheat-demo.mp4").exists()
+
+
 def test_stream_url_as_a_live_source(tmp_path):
     from tests.helpers.mjpeg_server import MjpegServer
 
