@@ -30,28 +30,53 @@ def claim_env() -> bool:
     return True
 
 
-def limit_loaded() -> list[str]:
-    """Set every OpenBLAS already loaded in this process to one thread; the names of those set.
-
-    Linux only (it reads /proc/self/maps); elsewhere, and on any failure, a silent no-op.
-    """
+def _loaded() -> list[tuple[str, ctypes.CDLL]]:
+    """(file name, handle) of every OpenBLAS loaded in this process (Linux: /proc/self/maps)."""
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
             paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln})
     except OSError:
         return []
-    done = []
+    libs = []
     for path in paths:
         try:
-            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)
+            libs.append((os.path.basename(path), ctypes.CDLL(path, mode=os.RTLD_NOLOAD)))
         except (OSError, AttributeError):
             continue
-        for name in _SETTERS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter.argtypes = [ctypes.c_int]
-                setter.restype = None
-                setter(1)
-                done.append(os.path.basename(path))
-                break
+    return libs
+
+
+def _symbol(lib: ctypes.CDLL, names):
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            return fn
+    return None
+
+
+def limit_loaded() -> list[str]:
+    """Set every OpenBLAS already loaded in this process to one thread; the names of those set.
+
+    Linux only (it reads /proc/self/maps); elsewhere, and on any failure, a silent no-op.
+    """
+    done = []
+    for name, lib in _loaded():
+        setter = _symbol(lib, _SETTERS)
+        if setter is not None:
+            setter.argtypes = [ctypes.c_int]
+            setter.restype = None
+            setter(1)
+            done.append(name)
     return done
+
+
+def threads() -> list[tuple[str, int]]:
+    """(library file, its thread count) for each OpenBLAS loaded here, as it reports it."""
+    out = []
+    for name, lib in _loaded():
+        getter = _symbol(lib, [n.replace("set_", "get_") for n in _SETTERS])
+        if getter is not None:
+            getter.argtypes = []
+            getter.restype = ctypes.c_int
+            out.append((name, int(getter())))
+    return out

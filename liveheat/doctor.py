@@ -243,6 +243,16 @@ def _import(name: str):
         return None, f"import failed: {type(e).__name__}: {str(e).strip() or '?'}"
 
 
+def _blas_row() -> str:
+    """OpenBLAS thread counts as the loaded libraries report them, and who chose them."""
+    from liveheat import _OWN_BLAS, _blas
+
+    counts = ", ".join(f"{n} in {name}" for name, n in _blas.threads()) or "no OpenBLAS loaded"
+    env = os.environ.get("OPENBLAS_NUM_THREADS")
+    who = "set by liveheat" if _OWN_BLAS else f"OPENBLAS_NUM_THREADS={env} from the environment"
+    return f"{counts} ({who})"
+
+
 def collect(*, cameras: bool = True) -> list[Section]:
     """Everything the report shows, as (section title, [(name, value)]) pairs.
 
@@ -271,6 +281,7 @@ def collect(*, cameras: bool = True) -> list[Section]:
                 ("machine", platform.machine() or "?"),
                 ("cpu cores", f"{usable_cores()} usable of {os.cpu_count()}"),
                 ("numpy", np.__version__ if np is not None else np_error),
+                ("blas threads", _blas_row()),
             ],
         )
     )

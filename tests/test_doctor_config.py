@@ -76,6 +76,19 @@ def test_doctor_reports_library_versions_and_gui_backend(report):
     assert report["system"]["cpu cores"].startswith(f"{usable_cores()} usable")
 
 
+def test_doctor_reports_the_blas_threads_the_libraries_report(report):
+    import liveheat
+
+    row = report["system"]["blas threads"]
+    counts = re.findall(r"(\d+) in (\S+?),? ", row + " ")
+    # numpy's OpenBLAS and the copy inside OpenCV's wheel are both loaded by now
+    assert len(counts) >= 2, row
+    if liveheat._OWN_BLAS:  # nobody set OPENBLAS_NUM_THREADS: liveheat chose one thread
+        assert all(n == "1" for n, _ in counts) and row.endswith("(set by liveheat)"), row
+    else:
+        assert "from the environment" in row
+
+
 def test_doctor_codec_table_matches_what_this_opencv_can_write(report, tmp_path):
     codecs = report["video codecs (write + read back)"]
     assert set(codecs) == {f"{ext} {fourcc}" for ext, fourcc in CODECS}
