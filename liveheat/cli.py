@@ -489,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("liveheat: interrupted", file=sys.stderr)
         return 130
+    except ImportError as e:  # OpenCV, numpy or onnxruntime missing or broken
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(
+            f"liveheat: error: a library does not load: {msg}; 'liveheat doctor' shows which",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

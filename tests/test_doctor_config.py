@@ -340,3 +340,38 @@ def test_cli_precedence_preset_config_flags(tmp_path, capsys, config, flags, inf
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     cap.release()
+
+
+def test_a_broken_opencv_still_lets_doctor_say_so(tmp_path):
+    # the classic edge failure: opencv-python installed on a server without libGL.so.1
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "cv2"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        'raise ImportError("libGL.so.1: cannot open shared object file: No such file")\n'
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+
+    def cmd(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "liveheat", *args], env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+
+    doc = cmd("doctor", "--no-cameras")
+    assert doc.returncode == 0, doc.stderr
+    sections = _sections(doc.stdout)
+    assert "libGL.so.1" in sections["opencv"]["import"]
+    assert sections["onnxruntime"]["version"] == ort.__version__  # the rest is still reported
+    img = cmd("image", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"))
+    assert img.returncode == 2 and "Traceback" not in img.stderr
+    assert img.stderr.count("\n") == 1 and img.stderr.startswith("liveheat: error:")
+    assert "libGL.so.1" in img.stderr and "liveheat doctor" in img.stderr
+    lib = subprocess.run(
+        [sys.executable, "-c", "import liveheat\nliveheat.overlay"], env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert lib.returncode == 1 and "ImportError: liveheat.overlay needs OpenCV" in lib.stderr
