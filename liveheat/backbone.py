@@ -31,6 +31,8 @@ DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (224, 224)
 
+MAX_INPUT_SIDE = 4096  # inference input, pixels a side
+MAX_THREADS = 256  # onnxruntime intra-op threads
 _QUIET_RUN = ort.RunOptions()  # read-only once made: shared by every thread's run()
 _QUIET_RUN.log_severity_level = 4
 _BLOB_PARAMS = hasattr(cv2.dnn, "blobFromImageWithParams")  # OpenCV >= 4.8
@@ -220,6 +222,8 @@ def _size(value, multiple: int) -> tuple[int, int]:
         raise LiveheatError(
             f"bad input size {value!r}; expected a side like 224 or H,W like 224,320"
         )
+    if max(vals) > MAX_INPUT_SIDE:  # activations grow with its square: 8192 needs many GB
+        raise LiveheatError(f"input size {value!r} too large; at most {MAX_INPUT_SIDE} a side")
     return tuple(max(multiple, int(round(v / multiple)) * multiple) for v in vals)  # type: ignore
 
 
@@ -361,8 +365,10 @@ class Backbone:
         so.log_severity_level = 4
         so.inter_op_num_threads = 1
         if threads is not None:
-            if int(threads) < 1:
-                raise LiveheatError(f"bad threads {threads!r}; expected a whole number >= 1")
+            if not 1 <= int(threads) <= MAX_THREADS:  # each is an OS thread, made at load
+                raise LiveheatError(
+                    f"bad threads {threads!r}; expected a whole number in [1, {MAX_THREADS}]"
+                )
             so.intra_op_num_threads = int(threads)
         if spinning is False:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")

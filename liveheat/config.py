@@ -19,6 +19,9 @@ from liveheat.settings import METHODS_FIXED, MODES, NORMS, Settings
 
 PRESETS: tuple[str, ...] = ("edge",)
 MAX_EVERY = 1000  # infer on every Nth frame: beyond this the heatmap would never change
+MAX_CLIENTS = 1000  # stream viewers at once (each holds a thread)
+MAX_THREADS = 256  # onnxruntime intra-op threads (each an OS thread, made at load)
+MAX_INPUT_SIDE = 4096  # inference input side: activations grow with its square
 _CHANNEL = re.compile(r"channel:[0-9]+")  # ASCII digits only, nothing after (fullmatch)
 # flags that are not keys: what a config file says instead
 _FLAG_ONLY = {
@@ -163,16 +166,16 @@ def _check_range(key: str, value: Any, bad) -> Any:
         raise bad("a number in [0, 1) (0 = off)")
     if key == "every" and not 1 <= value <= MAX_EVERY:
         raise bad(f"an integer in [1, {MAX_EVERY}]")
-    if key == "threads" and value < 1:
-        raise bad("an integer >= 1")
-    if key == "max_clients" and value < 1:
-        raise bad("an integer >= 1")
+    if key == "threads" and not 1 <= value <= MAX_THREADS:
+        raise bad(f"an integer in [1, {MAX_THREADS}]")
+    if key == "max_clients" and not 1 <= value <= MAX_CLIENTS:
+        raise bad(f"an integer in [1, {MAX_CLIENTS}]")
     if key == "jpeg_quality" and not 1 <= value <= 100:
         raise bad("an integer in [1, 100]")
     if key == "max_fps" and value <= 0:
         raise bad("a number > 0")
-    if key == "input_size" and (value < 32 or value % 32):
-        raise bad("a multiple of 32, at least 32 (e.g. 160, 224)")
+    if key == "input_size" and (value < 32 or value % 32 or value > MAX_INPUT_SIDE):
+        raise bad(f"a multiple of 32 in [32, {MAX_INPUT_SIDE}] (e.g. 160, 224)")
     if key == "method" and value not in METHODS_FIXED and not _CHANNEL.fullmatch(value):
         raise bad(
             f"one of {', '.join(METHODS_FIXED)} or channel:K"

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import cv2
 import numpy as np
 
-from liveheat.config import check_value, parse_serve
+from liveheat.config import MAX_CLIENTS, check_value, parse_serve
 from liveheat.errors import LiveheatError
 from liveheat.settings import DRAWING_FIELDS
 
@@ -79,8 +79,10 @@ class StreamServer:
     ) -> None:
         if not 1 <= int(jpeg_quality) <= 100:
             raise LiveheatError(f"jpeg_quality {jpeg_quality!r}: expected an integer in [1, 100]")
-        if int(max_clients) < 1:
-            raise LiveheatError(f"max_clients {max_clients!r}: expected an integer >= 1")
+        if not 1 <= int(max_clients) <= MAX_CLIENTS:  # each viewer holds a thread
+            raise LiveheatError(
+                f"max_clients {max_clients!r}: expected an integer in [1, {MAX_CLIENTS}]"
+            )
         if not (send_timeout > 0 and head_timeout > 0):
             raise LiveheatError("send_timeout and head_timeout: expected seconds > 0")
         self.host = host

@@ -689,3 +689,14 @@ def test_cli_image_model_flags(tmp_path, chelsea):
     assert (
         r.stderr.startswith("liveheat: error: method 'cam' unavailable") and "'eigen'" in r.stderr
     )
+
+
+def test_thread_count_and_input_size_have_upper_bounds(chelsea):
+    # 100000 threads would each be an OS thread made at load (the machine runs out of
+    # processes); an 8192 input needs gigabytes of activations: both refused up front
+    with pytest.raises(LiveheatError, match=r"bad threads 100000; expected .* \[1, 256\]"):
+        Backbone(threads=100000)
+    with pytest.raises(LiveheatError, match=r"input size 8192 too large; at most 4096"):
+        Backbone(threads=1, input_size=8192)
+    bb = Backbone(threads=1, input_size=(64, 4096))  # the largest side allowed still works
+    assert bb(chelsea).maps.shape == (1280, 2, 128)

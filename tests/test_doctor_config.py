@@ -243,6 +243,12 @@ def test_config_keys_with_dashes_or_underscores_and_checked_types(tmp_path):
         ),
         ("panels = 'yes'", r"panels = 'yes' in liveheat\.toml: expected true/false"),
         ("input_size = 150", r"expected a multiple of 32"),
+        ("input_size = 8192", r"expected a multiple of 32 in \[32, 4096\]"),  # GBs of memory
+        (
+            "threads = 100000",
+            r"threads = 100000 in liveheat\.toml: expected an integer in \[1, 256\]",
+        ),
+        ("max_clients = 100000000", r"expected an integer in \[1, 1000\]"),
         ("colormap = 'jt'", r"colormap = 'jt' in liveheat\.toml: expected one of .*did you mean"),
         ("method = 'gradcam'", r"expected one of cam, eigen, mean, max, norm or channel:K"),
         ("serve = 'host:99999'", r"bad --serve value 'host:99999'"),
