@@ -68,6 +68,20 @@ def bb_int8():
 
 
 # ---------------------------------------------------------------- small ONNX models
+def portable_model(graph):
+    """A ModelProto with opset 18 and IR version 8: loadable by any onnxruntime since 1.14.
+
+    helper.make_model alone stamps the newest IR version the installed onnx knows, which an
+    older onnxruntime refuses ("Unsupported model IR version"): seen with onnx 1.23 and
+    onnxruntime 1.30.
+    """
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model
+
+
 def tiny_cnn(
     path: Path,
     *,
@@ -135,8 +149,7 @@ def tiny_cnn(
         outputs,
         [numpy_helper.from_array(v, k) for k, v in inits.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
+    model = portable_model(graph)
     for k, v in (metadata or {}).items():
         model.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(model)

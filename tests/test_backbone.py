@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from conftest import skimage_bgr, tiny_cnn
+from conftest import portable_model, skimage_bgr, tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
 from liveheat.backbone import Backbone, Features, LayerInfo, layers_table, models_dir
@@ -370,7 +370,7 @@ def test_grey_and_channels_last_models(tmp_path, chelsea):
         [numpy_helper.from_array(w, "w")],
     )
     path = tmp_path / "grey.onnx"
-    onnx.save(helper.make_model(grey), str(path))
+    onnx.save(portable_model(grey), str(path))
     bb = Backbone(path, input_size=(64, 96), mean=0, std=1, scale=1 / 255, threads=1)
     small = cv2.resize(chelsea, (96, 64))  # already the input size: no resampling
     blob, _ = bb.preprocess(small)
@@ -396,7 +396,7 @@ def test_grey_and_channels_last_models(tmp_path, chelsea):
         [numpy_helper.from_array(w3, "w")],
     )
     path = tmp_path / "nhwc.onnx"
-    onnx.save(helper.make_model(nhwc), str(path))
+    onnx.save(portable_model(nhwc), str(path))
     for layer in ("feat", "conv"):  # N,H,W,C and N,C,H,W tensors both come out as C,h,w
         bb = Backbone(path, layer=layer, input_size=(64, 96), threads=1)
         blob, _ = bb.preprocess(chelsea)
@@ -436,8 +436,7 @@ def tf_style_model(tmp_path_factory):
             numpy_helper.from_array(np.array([1, 32, 48, 8], np.int64), "last"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
+    model = portable_model(graph)
     path = tmp_path_factory.mktemp("tf") / "tf_style.onnx"
     onnx.save(model, str(path))
     return path, w
@@ -480,7 +479,7 @@ def test_map_of_an_input_not_a_multiple_of_the_stride_lands_where_the_object_is(
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["n", 3, "h2", "w2"])],
     )
     path = tmp_path / "stride32.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    onnx.save(portable_model(graph), str(path))
     bb = Backbone(path, input_size=300, mean=0, std=1, scale=1 / 255, threads=1)
     frame = (cv2.resize(chelsea, (300, 300)) * 0.2).astype(np.uint8)
     frame[:, 256:288] = 255  # a bright strip over map column 8
@@ -550,7 +549,7 @@ def test_model_without_image_input(tmp_path):
     w = numpy_helper.from_array(np.ones((16, 4), np.float32), "w")
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mlp", [x], [y], [w])
     path = tmp_path / "mlp.onnx"
-    onnx.save(helper.make_model(graph), str(path))
+    onnx.save(portable_model(graph), str(path))
     with pytest.raises(LiveheatError, match="no image-like input"):
         Backbone(path)
 
@@ -612,8 +611,7 @@ def _failing_reshape_model(path) -> None:
             numpy_helper.from_array(np.array([1, 4, 7, 7], np.int64), "shape"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
+    model = portable_model(graph)
     onnx.save(model, str(path))
 
 
