@@ -144,31 +144,45 @@ def _eigen(features: Features, target: int | str | None) -> np.ndarray:
     c, h, w = features.maps.shape
     n = h * w
     a = np.ascontiguousarray(features.maps.reshape(c, n), dtype=np.float32)
-    classifier = features.cam_weights is not None and features.logits is not None
+    wv = _anchor_weights(features, target)
     if c * n * n <= _GRAM_WORK:
         # the whole fast path in one onnxruntime call (see _EigenGraph)
-        if classifier and target is None:
+        if wv is None:
             logits = np.asarray(features.logits, np.float32).ravel()
             weights = np.asarray(features.cam_weights, np.float32)
             proj = _EIGEN_GRAPH.run(a, logits=logits, weights=weights)
         else:
-            if classifier:  # the CAM of the class asked for
-                if features.cam_weights.shape[1] != c:
-                    _cam_raw(features, target)  # raises the explanatory error
-                wv = features.cam_weights[target_index(features, target)]
-            else:  # the channel mean
-                wv = np.full(c, 1.0 / c, np.float32)
             proj = _EIGEN_GRAPH.run(a, wv=wv)
         if proj is not None:
             return proj.reshape(h, w)
         # two near-equal top eigenvalues (rare): Lanczos
-    anchor = _eigen_anchor(features, a, target)
+    anchor = _eigen_anchor(features, a, wv)
     u, lam = top_eigvec(a, anchor, centre=True)  # channels centred over the positions
     proj = (u * np.float32(np.sqrt(max(lam, 0.0)))).reshape(h, w)
     # the sign of an eigenvector is arbitrary: point it along the anchor
     if float(np.dot(proj.ravel(), anchor)) < 0:
         proj = -proj
     return proj
+
+
+def _anchor_weights(features: Features, target: int | str | None) -> np.ndarray | None:
+    """What EigenCAM's sign is anchored to: the map wv . maps for the returned wv (C,), or
+    None for the softmax-weighted CAM of the 10 likeliest classes (classifier, no target).
+
+    With a target, wv is its classifier row (its CAM); without a classifier, the channel
+    mean. The top-10 CAM, unlike the top-1 CAM, does not jump when two near-equal classes
+    swap places between frames.
+    """
+    c = features.maps.shape[0]
+    mean = np.full(c, 1.0 / c, np.float32)
+    if features.cam_weights is None or features.logits is None:
+        return mean
+    fits = features.cam_weights.shape[1] == c  # else a classifier of another layer
+    if target is None:
+        return None if fits else mean
+    if not fits:
+        _cam_raw(features, target)  # raises the explanatory error
+    return features.cam_weights[target_index(features, target)]
 
 
 class _EigenGraph:
@@ -282,23 +296,16 @@ def _eigen_model(kind: str, k: int) -> bytes:
 _EIGEN_GRAPH = _EigenGraph()
 
 
-def _eigen_anchor(features: Features, a: np.ndarray, target: int | str | None) -> np.ndarray:
-    """The map the eigenvector's sign is anchored to (float32, centred), also its start."""
-    if features.cam_weights is not None and features.logits is not None and target is not None:
-        anchor = _cam_raw(features, target).ravel()  # the CAM of the class asked for
-    elif features.cam_weights is not None and features.logits is not None:
-        # no target: the probability-weighted CAM of the 10 likeliest classes; unlike the top-1
-        # CAM it does not jump when two near-equal classes swap places between frames. The
-        # weights are the softmax up to one positive factor, which changes neither the sign
-        # nor the start direction.
+def _eigen_anchor(features: Features, a: np.ndarray, wv: np.ndarray | None) -> np.ndarray:
+    """The anchor map of `_anchor_weights` (float32, centred), in numpy: Lanczos's start."""
+    if wv is None:
+        # the softmax weights up to one positive factor, which changes neither the sign nor
+        # the start direction
         logits = np.asarray(features.logits, np.float32).ravel()
         top = np.argpartition(logits, -10)[-10:] if logits.size > 10 else np.arange(logits.size)
         z = logits[top]
-        weights = np.exp(z - z.max())
-        # einsum, not `@`: no BLAS thread pool for these small products
-        anchor = np.einsum("c,ci->i", np.einsum("k,kc->c", weights, features.cam_weights[top]), a)
-    else:
-        anchor = cv2.reduce(a, 0, cv2.REDUCE_AVG).ravel()
+        wv = np.einsum("k,kc->c", np.exp(z - z.max()), features.cam_weights[top])
+    anchor = np.einsum("c,ci->i", np.asarray(wv, np.float32), a)  # einsum: no BLAS call
     return anchor - anchor.mean()
 
 
@@ -322,12 +329,10 @@ def top_eigvec(
     steps: int = 24,
     *,
     centre: bool = False,
-    gram_given: bool = False,
 ) -> tuple[np.ndarray, float]:
     """Top eigenvector u and eigenvalue of the Gram matrix a.T @ a, for `a` (C, N).
 
     With `centre`, of the Gram of `a` with each row's mean removed (never materialised).
-    With `gram_given`, `a` is that N x N Gram already: straight to Lanczos on it.
 
     Small N: the N x N Gram (one GEMM; centring is then a double centring of the Gram), and
     G^32 by five squarings when the top eigenvalue stands clear of the next (checked by its
@@ -344,13 +349,7 @@ def top_eigvec(
         True
     """
     c, n = a.shape
-    if gram_given:
-        gram32 = np.asarray(a, np.float32)
-
-        def matvec(q: np.ndarray) -> np.ndarray:
-            return np.einsum("ij,j->i", gram32, q)
-
-    elif c * n * n <= _GRAM_WORK:
+    if c * n * n <= _GRAM_WORK:
         gram = cv2.gemm(a, a, 1.0, None, 0.0, flags=cv2.GEMM_1_T).astype(np.float64)
         if centre:  # J G J with J = I - 11'/n: G - r 1' - 1 r' + mean(r), r the row means
             r = gram.mean(axis=0)

@@ -362,3 +362,14 @@ print(sum(v - before.get(k, 0) for k, v in after.items()))
     assert spun("liveheat") <= 2  # clock ticks (10 ms) of other threads during a 0.4 s sleep
     if (os.cpu_count() or 1) >= 2:  # the control: without liveheat, a BLAS thread spins
         assert spun("plain") >= 5
+
+
+def test_eigen_with_a_classifier_of_another_layer(cat):
+    # maps whose channels do not match the classifier: anchored to the channel mean, and a
+    # target (which needs that classifier) is a clear error, not a shape error from deep inside
+    part = dataclasses.replace(cat, maps=np.ascontiguousarray(cat.maps[:100]))
+    eig = heatmap(part, "eigen")
+    assert eig.shape == (7, 7) and np.isfinite(eig).all()
+    assert corr(eig, heatmap(part, "mean")) > 0
+    with pytest.raises(LiveheatError, match="classifier expects 1280 channels, layer has 100"):
+        heatmap(part, "eigen", target=285)
