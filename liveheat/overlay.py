@@ -207,26 +207,6 @@ def _scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 _scratch_tls = threading.local()
 
 
-def _scaled_map(
-    norm01: np.ndarray, size: tuple[int, int], interpolation: str, *, scratch: bool = False
-) -> np.ndarray:
-    """[0, 1] map -> float32 map of ``size`` (w, h) in heat-index units (0..255), resized once.
-
-    Used where _row_source cannot go chunk by chunk. ``scratch=True`` writes into this
-    thread's scratch buffer (valid until the next call).
-    """
-    inter = INTERPOLATIONS[_choose(interpolation, INTERPOLATIONS, "interpolation")]
-    scaled = norm01 * np.float32(255.0)
-    h, w = scaled.shape
-    if w == size[0] and h == size[1]:
-        return scaled
-    dst = _scratch("scaled", (size[1], size[0]), np.float32) if scratch else None
-    scaled = cv2.resize(scaled, size, dst=dst, interpolation=inter)
-    if inter in _OVERSHOOTING:  # cubic and lanczos ring below 0; convertScaleAbs takes |x|
-        np.maximum(scaled, 0.0, out=scaled)
-    return scaled
-
-
 def _to_index(scaled: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
     """float32 heat-index map -> uint8, rounded to nearest (never truncated), saturated at 255."""
     return cv2.convertScaleAbs(scaled, dst=dst)
@@ -237,9 +217,9 @@ def _chunk_rows(height: int, width: int) -> int:
     return min(height, max(8, _CHUNK_BYTES // (4 * width)))
 
 
-def _chunks(band: slice, width: int) -> list[slice]:
-    """The chunks of rows a band is blended in (see _CHUNK_BYTES)."""
-    step = max(8, _CHUNK_BYTES // (4 * width))
+def _chunks(band: slice, height: int, width: int) -> list[slice]:
+    """The chunks of rows a band (of a frame height x width) is blended in."""
+    step = _chunk_rows(height, width)
     return [slice(y, min(y + step, band.stop)) for y in range(band.start, band.stop, step)]
 
 
@@ -269,7 +249,12 @@ def _row_source(norm01: np.ndarray, size: tuple[int, int], interpolation: str):
             return _to_index(out, dst)
 
         return rows_of
-    scaled = _scaled_map(norm01, size, interpolation, scratch=True)
+    scaled = norm01 * np.float32(255.0)
+    if (h, w) != (height, width):
+        dst = _scratch("scaled", (height, width), np.float32)
+        scaled = cv2.resize(scaled, size, dst=dst, interpolation=inter)
+        if inter in _OVERSHOOTING:  # cubic and lanczos ring below 0; convertScaleAbs takes |x|
+            np.maximum(scaled, 0.0, out=scaled)
 
     def rows_from_scaled(rows: slice, dst: np.ndarray) -> np.ndarray:
         return _to_index(scaled[rows], dst)
@@ -358,7 +343,7 @@ def colorize(
     rows_of = _row_source(n, size, interpolation)
     idx = np.empty(size[::-1], np.uint8)
     for band in _bands(size[1], size[0]):
-        for r in _chunks(band, size[0]):
+        for r in _chunks(band, size[1], size[0]):
             rows_of(r, idx[r])
     return _lookup(idx, lut, np.empty((*idx.shape, 3), np.uint8), "packed-colorize")
 
@@ -535,7 +520,7 @@ def overlay(
         step = _chunk_rows(height, width)
         idx = _scratch(tag + "idx", (step, width), np.uint8)
         colored = _scratch(tag + "colored", (step, width, 3), np.uint8)
-        for r in _chunks(rows, width):
+        for r in _chunks(rows, height, width):
             m = r.stop - r.start
             blend_chunk(r, rows_of(r, idx[:m]), colored[:m], tag)
 
