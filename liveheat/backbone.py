@@ -445,42 +445,38 @@ class Backbone:
         fh, fw = frame.shape[:2]
         h, w = self._input_size
         nc = self._in_channels
+        blob_ok = nc == 3 and not self._nhwc and _BLOB_PARAMS
+        pad = (0, 0, 0, 0)
         if (
-            self.resize == "stretch"
+            blob_ok
+            and self.resize == "stretch"
             and frame.dtype == np.uint8
             and frame.ndim == 3
-            and frame.shape[2] == 3 == nc
-            and not self._nhwc
-            and _BLOB_PARAMS
+            and frame.shape[2] == 3
             and (not self.antialias or fw < 2 * w or fh < 2 * h)
         ):
-            # the common case in one OpenCV call: its bilinear resize (the same as
-            # cv2.resize's), channel swap, scaling, HWC -> NCHW
-            blob = cv2.dnn.blobFromImageWithParams(frame, self._blob_params(w, h))
-            if self._in_dtype is not np.float32:
-                blob = blob.astype(self._in_dtype)
-            return blob, Geometry((fh, fw), (h, w), (0, 0, 0, 0))
-        if self.resize == "stretch":
-            small = _resize(frame, w, h, self.antialias)
-            pad = (0, 0, 0, 0)
+            small = frame  # blobFromImage resizes it: bilinear, the same as cv2.resize
         else:
-            s = min(h / fh, w / fw)
-            nw, nh = min(w, max(1, round(fw * s))), min(h, max(1, round(fh * s)))
-            small = _resize(frame, nw, nh, self.antialias)
-            top, left = (h - nh) // 2, (w - nw) // 2
-            pad = (top, h - nh - top, left, w - nw - left)
-        small = _to_uint8(small, self._in_channels)
-        if any(pad):
-            fill = [m / self.scale for m in self.mean]
-            if self.channel_order == "RGB":
-                fill = fill[::-1]  # the frame is still BGR here
-            small = cv2.copyMakeBorder(
-                small, *pad, cv2.BORDER_CONSTANT, value=fill + [0.0] * (4 - len(fill))
-            )
-            if small.ndim == 2:
-                small = small[:, :, None]
-        if nc == 3 and not self._nhwc and _BLOB_PARAMS:
-            # one fused C++ pass: channel swap, (x - mean/scale) * scale/std, HWC -> NCHW
+            if self.resize == "stretch":
+                small = _resize(frame, w, h, self.antialias)
+            else:
+                s = min(h / fh, w / fw)
+                nw, nh = min(w, max(1, round(fw * s))), min(h, max(1, round(fh * s)))
+                small = _resize(frame, nw, nh, self.antialias)
+                top, left = (h - nh) // 2, (w - nw) // 2
+                pad = (top, h - nh - top, left, w - nw - left)
+            small = _to_uint8(small, nc)
+            if any(pad):
+                fill = [m / self.scale for m in self.mean]
+                if self.channel_order == "RGB":
+                    fill = fill[::-1]  # the frame is still BGR here
+                small = cv2.copyMakeBorder(
+                    small, *pad, cv2.BORDER_CONSTANT, value=fill + [0.0] * (4 - len(fill))
+                )
+                if small.ndim == 2:
+                    small = small[:, :, None]
+        if blob_ok:
+            # one fused C++ pass: (resize,) channel swap, (x - mean/scale) * scale/std, NCHW
             blob = cv2.dnn.blobFromImageWithParams(small, self._blob_params(w, h))
             if self._in_dtype is not np.float32:
                 blob = blob.astype(self._in_dtype)
