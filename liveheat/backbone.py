@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from liveheat.config import MAX_INPUT_SIDE, MAX_THREADS
 from liveheat.errors import LiveheatError
 
 BUNDLED = {"fp32": "efficientnet_lite0.onnx", "int8": "efficientnet_lite0_int8.onnx"}
@@ -31,8 +32,6 @@ DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = (224, 224)
 
-MAX_INPUT_SIDE = 4096  # inference input, pixels a side
-MAX_THREADS = 256  # onnxruntime intra-op threads
 _QUIET_RUN = ort.RunOptions()  # read-only once made: shared by every thread's run()
 _QUIET_RUN.log_severity_level = 4
 _BLOB_PARAMS = hasattr(cv2.dnn, "blobFromImageWithParams")  # OpenCV >= 4.8
