@@ -192,17 +192,22 @@ def _add_run(sub) -> None:
     )
     p.add_argument("source", metavar="SOURCE", help="camera index (0), video file, folder, URL")
     p.add_argument("-o", "--output", metavar="OUT", help="video file: .mp4 .avi .webm .mkv")
-    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
-    _add_model_flags(p)
-    _add_drawing_flags(p)
-    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
-    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
+    _add_view_flags(p)
     p.add_argument("--every", type=int, default=1, metavar="N", help="infer on every Nth frame")
     p.add_argument("--max-fps", type=float, default=None, help="read at most this many fps")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
     p.add_argument("--dump-maps", metavar="MAPS.npz", help="save the raw heatmaps (npz)")
     _add_edge_flags(p)
     p.set_defaults(func=_cmd_run)
+
+
+def _add_view_flags(p) -> None:
+    """What `run` and `demo` share: window, model, drawing, HUD and smoothing options."""
+    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
+    _add_model_flags(p)
+    _add_drawing_flags(p)
+    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
+    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
 
 
 def _add_model_flags(p) -> None:
@@ -426,12 +431,7 @@ def _add_demo(sub) -> None:
         "show it when a display exists, write liveheat-demo.mp4 and print a summary.",
     )
     p.add_argument("-o", "--output", default="liveheat-demo.mp4", metavar="OUT")
-    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
-    # the model and drawing options of `liveheat run`, to try them on the bundled clip
-    _add_model_flags(p)
-    _add_drawing_flags(p)
-    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
-    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
+    _add_view_flags(p)  # run's model and drawing options, to try them on the bundled clip
     p.set_defaults(func=_cmd_demo)
 
 

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from liveheat.settings import MODES, NORMS  # the one list of each (no OpenCV there)
+
 __all__ = [
     "COLORMAPS",
     "INTERPOLATIONS",
@@ -28,8 +30,6 @@ __all__ = [
     "resolve_colormap",
 ]
 
-MODES = ("color", "gray", "mask", "transparent")
-NORMS = ("minmax", "percentile", "sigmoid", "fixed", "none")
 #: every OpenCV colormap by lower-case name, e.g. ``COLORMAPS["jet"] == cv2.COLORMAP_JET``
 COLORMAPS: dict[str, int] = {
     name[len("COLORMAP_") :].lower(): getattr(cv2, name)

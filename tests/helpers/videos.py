@@ -41,18 +41,13 @@ def _shift_chunk_offsets(moov: bytearray, start: int, end: int, delta: int) -> N
         body = off + header
         if kind in _CONTAINERS:
             _shift_chunk_offsets(moov, body, off + size, delta)
-        elif kind == b"stco":
+        elif kind in (b"stco", b"co64"):  # chunk offsets, 32-bit or 64-bit
+            width, fmt = (4, ">I") if kind == b"stco" else (8, ">Q")
             (count,) = struct.unpack(">I", moov[body + 4 : body + 8])
             for k in range(count):
-                p = body + 8 + 4 * k
-                (v,) = struct.unpack(">I", moov[p : p + 4])
-                moov[p : p + 4] = struct.pack(">I", v + delta)
-        elif kind == b"co64":
-            (count,) = struct.unpack(">I", moov[body + 4 : body + 8])
-            for k in range(count):
-                p = body + 8 + 8 * k
-                (v,) = struct.unpack(">Q", moov[p : p + 8])
-                moov[p : p + 8] = struct.pack(">Q", v + delta)
+                p = body + 8 + width * k
+                (v,) = struct.unpack(fmt, moov[p : p + width])
+                moov[p : p + width] = struct.pack(fmt, v + delta)
 
 
 def faststart(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
