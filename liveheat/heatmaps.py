@@ -174,15 +174,15 @@ def _anchor_weights(features: Features, target: int | str | None) -> np.ndarray 
     swap places between frames.
     """
     c = features.maps.shape[0]
-    mean = np.full(c, 1.0 / c, np.float32)
-    if features.cam_weights is None or features.logits is None:
-        return mean
-    fits = features.cam_weights.shape[1] == c  # else a classifier of another layer
-    if target is None:
-        return None if fits else mean
-    if not fits:
-        _cam_raw(features, target)  # raises the explanatory error
-    return features.cam_weights[target_index(features, target)]
+    classifier = features.cam_weights is not None and features.logits is not None
+    fits = classifier and features.cam_weights.shape[1] == c  # else another layer's classifier
+    if classifier and target is not None:
+        if not fits:
+            _cam_raw(features, target)  # raises the explanatory error
+        return features.cam_weights[target_index(features, target)]
+    if fits:
+        return None
+    return np.full(c, 1.0 / c, np.float32)
 
 
 class _EigenGraph:
