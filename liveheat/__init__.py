@@ -1,52 +1,82 @@
 """liveheat: show what a CNN looks at, live — ONNX feature maps blended onto video frames.
 
-Public API: `overlay`, `colorize`, `normalize`, `panels` (drawing), `Backbone`, `Features`
-(model), `heatmap`, `TemporalSmoother` (maps), `Settings`, and `run_video` (the runner).
+Public API (stable): drawing `overlay`, `colorize`, `normalize`, `panels`; the model `Backbone`,
+`Features`, `heatmap`, `TemporalSmoother`; frames `open_source`; outputs `VideoSink`, `Window`,
+`StreamServer`; the pipeline `run_video`; `Settings` and `LiveheatError`.
+Names load on first use, so `import liveheat` is cheap and changes nothing process-wide.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
-from liveheat import _blas
-
-# one BLAS thread (see liveheat/_blas.py): set before numpy and OpenCV load their OpenBLAS, and
-# through the C API of copies already loaded. OPENBLAS_NUM_THREADS set by the user wins.
-_OWN_BLAS = _blas.claim_env()
+from liveheat.errors import LiveheatError
 
 __version__ = "0.1.0"
 
-# eager: the module liveheat/overlay.py shares its name with the function `liveheat.overlay`.
-# Should OpenCV or numpy not load (a classic: opencv-python without libGL.so.1 on a server),
-# the package still imports, so that `liveheat doctor` can say what is wrong; the drawing
-# functions then raise that ImportError when asked for.
-try:
-    from liveheat.overlay import colorize, normalize, overlay, panels  # noqa: E402, F401
-except ImportError as _e:
-    _IMPORT_ERROR: ImportError | None = _e
-else:
-    _IMPORT_ERROR = None
-
-if _OWN_BLAS:
-    _blas.limit_loaded()
-
 _LAZY = {
-    "Backbone": "liveheat.backbone",
-    "Features": "liveheat.backbone",
-    "heatmap": "liveheat.heatmaps",
-    "TemporalSmoother": "liveheat.heatmaps",
-    "Settings": "liveheat.settings",
-    "run_video": "liveheat.pipeline",
+    "overlay": "liveheat.draw.overlay",
+    "colorize": "liveheat.draw.overlay",
+    "normalize": "liveheat.draw.overlay",
+    "panels": "liveheat.draw.panels",
+    "Backbone": "liveheat.model.backbone",
+    "Features": "liveheat.model.features",
+    "heatmap": "liveheat.model.heatmaps",
+    "TemporalSmoother": "liveheat.model.smoothing",
+    "open_source": "liveheat.sources.source",
+    "VideoSink": "liveheat.outputs.video",
+    "Window": "liveheat.outputs.window",
+    "StreamServer": "liveheat.outputs.stream.server",
+    "Settings": "liveheat.settings.fields",
+    "run_video": "liveheat.pipeline.runner",
 }
 
-__all__ = sorted([*_LAZY, "overlay", "colorize", "normalize", "panels"])
+__all__ = [
+    "Backbone",
+    "Features",
+    "LiveheatError",
+    "Settings",
+    "StreamServer",
+    "TemporalSmoother",
+    "VideoSink",
+    "Window",
+    "__version__",
+    "colorize",
+    "heatmap",
+    "normalize",
+    "open_source",
+    "overlay",
+    "panels",
+    "run_video",
+]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from liveheat.draw.overlay import colorize, normalize, overlay
+    from liveheat.draw.panels import panels
+    from liveheat.model.backbone import Backbone
+    from liveheat.model.features import Features
+    from liveheat.model.heatmaps import heatmap
+    from liveheat.model.smoothing import TemporalSmoother
+    from liveheat.outputs.stream.server import StreamServer
+    from liveheat.outputs.video import VideoSink
+    from liveheat.outputs.window import Window
+    from liveheat.pipeline.runner import run_video
+    from liveheat.settings.fields import Settings
+    from liveheat.sources.source import open_source
 
 
-def __getattr__(name: str):
-    # lazy: `import liveheat` stays cheap, and `liveheat.overlay` is the function, not the module
-    if _IMPORT_ERROR is not None and name in ("overlay", "colorize", "normalize", "panels"):
-        raise ImportError(f"liveheat.{name} needs OpenCV and numpy: {_IMPORT_ERROR}")
+def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'liveheat' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
+    try:
+        value = getattr(importlib.import_module(mod), name)
+    except ImportError as e:  # OpenCV or numpy missing or broken (libGL.so.1 on a server)
+        raise ImportError(f"liveheat.{name} needs OpenCV, numpy and onnxruntime: {e}") from e
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

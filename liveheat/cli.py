@@ -73,8 +73,8 @@ def _cmd_image(args) -> int:
 
 def _image_heat_from_model(args, frame):
     """No --heat: run the model on the image, print its top-5 classes, return the heatmap."""
-    from liveheat.backbone import Backbone
-    from liveheat.heatmaps import heatmap
+    from liveheat.model.backbone import Backbone
+    from liveheat.model.heatmaps import heatmap
 
     bb = Backbone(args.model, layer=args.layer, threads=args.threads, input_size=args.input_size)
     feats = bb(frame)
@@ -102,7 +102,7 @@ def _add_layers(sub) -> None:
 
 
 def _cmd_layers(args) -> int:
-    from liveheat.backbone import Backbone, layers_table
+    from liveheat.model.backbone import Backbone, layers_table
 
     print(layers_table(Backbone(args.model, threads=1)))
     return 0
@@ -253,7 +253,7 @@ def _add_edge_flags(p) -> None:
 
 
 def _run_settings(args):
-    from liveheat.config import build_settings
+    from liveheat.settings.config import build_settings
 
     names = ("output", "model", "layer", "method", "target", "threads", "input_size", "alpha",
              "colormap", "mode", "norm", "threshold", "panels", "smooth", "every", "max_fps",
@@ -301,9 +301,13 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     """Open the source, check everything, then outputs, run, summary; the exit status."""
     import contextlib
 
-    from liveheat.outputs import Controls, VideoSink, Window, display_available
-    from liveheat.pipeline import Runner, make_backbone, preflight
-    from liveheat.sources import open_source
+    from liveheat.outputs.display import display_available
+    from liveheat.outputs.keys import Controls
+    from liveheat.outputs.video import VideoSink
+    from liveheat.outputs.window import Window
+    from liveheat.pipeline.preflight import make_backbone, preflight
+    from liveheat.pipeline.runner import Runner
+    from liveheat.sources.source import open_source
 
     _check_paths(spec, settings)
     show = False
@@ -375,7 +379,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
 
 def _start_server(settings, stack):
     """Start the stream server (closed with the stack) and say where it is."""
-    from liveheat.serve import server_from_settings
+    from liveheat.outputs.stream.server import server_from_settings
 
     server = stack.enter_context(server_from_settings(settings))
     note = " (token required: add ?token=...)" if server.token else ""
@@ -476,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     # FFmpeg's own log lines ("Connection refused", "overread") would break the one-line error
     # rule; set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 32) to see them again
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    from liveheat._common.blas import claim_process
+
+    claim_process()  # this process is liveheat's: one BLAS thread (see liveheat/_common/blas.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

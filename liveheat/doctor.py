@@ -5,7 +5,6 @@ It only looks: codecs in a temporary folder, cameras with a timeout, a window on
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import os
@@ -14,8 +13,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+
+from liveheat._common.system import gui_backend, quiet_opencv, quiet_stderr, usable_cores
 
 # (extension, fourcc): the containers and codecs a video output may use, in fallback order
 CODECS: tuple[tuple[str, str], ...] = (
@@ -42,53 +42,6 @@ EXPECTED_SHA256 = {
 Section = tuple[str, list[tuple[str, str]]]
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence native libraries (FFmpeg, V4L) that print straight to file descriptor 2."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (embedded, captured): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def _cv2_quiet():
-    import cv2
-
-    try:
-        old = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        return lambda: cv2.utils.logging.setLogLevel(old)
-    except AttributeError:
-        return lambda: None
-
-
-def gui_backend() -> str:
-    """OpenCV's GUI backend (QT5, GTK3, WIN32, COCOA...) or "none" for a headless build.
-
-    Examples:
-        >>> isinstance(gui_backend(), str)
-        True
-    """
-    import cv2
-
-    for line in cv2.getBuildInformation().splitlines():
-        key, _, value = line.strip().partition(":")
-        if key.strip() == "GUI":
-            value = value.strip()
-            return value if value and value.upper() != "NONE" else "none"
-    return "none"
-
-
 def probe_codecs(folder: str | os.PathLike | None = None) -> list[tuple[str, str, bool]]:
     """Try to write (and read back) a tiny clip with every (extension, fourcc) in `CODECS`.
 
@@ -103,13 +56,12 @@ def probe_codecs(folder: str | os.PathLike | None = None) -> list[tuple[str, str
 
     frames = [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(5)]
     results = []
-    restore = _cv2_quiet()
-    try:
+    with quiet_opencv():
         with tempfile.TemporaryDirectory(prefix="liveheat-doctor-", dir=folder) as tmp:
             for ext, fourcc in CODECS:
                 path = os.path.join(tmp, f"probe-{fourcc}{ext}")
                 works = False
-                with _quiet_stderr():
+                with quiet_stderr():
                     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (96, 64))
                     if writer.isOpened():
                         for f in frames:
@@ -121,8 +73,6 @@ def probe_codecs(folder: str | os.PathLike | None = None) -> list[tuple[str, str
                     else:
                         writer.release()
                 results.append((ext, fourcc, works))
-    finally:
-        restore()
     return results
 
 
@@ -159,18 +109,15 @@ def probe_cameras(
         finally:
             cap.release()
 
-    restore = _cv2_quiet()
-    try:
+    with quiet_opencv():
         threads = [threading.Thread(target=probe, args=(i,), daemon=True) for i in indices]
-        with _quiet_stderr():
+        with quiet_stderr():
             for t in threads:
                 t.start()
             deadline = time.monotonic() + timeout
             for t in threads:
                 t.join(max(0.0, deadline - time.monotonic()))
         hung = [i for i, t in zip(indices, threads, strict=True) if t.is_alive()]
-    finally:
-        restore()
     if hung:
         note = (note + "; " if note else "") + f"no answer within {timeout:g} s: {hung}"
     return sorted(found.items()), note
@@ -185,7 +132,7 @@ def display_status() -> tuple[bool, str]:
         True
     """
     try:
-        from liveheat.outputs import display_available
+        from liveheat.outputs.display import display_available
     except Exception as e:  # outputs (or OpenCV under it) broken: say so rather than guess
         return False, f"cannot check: {type(e).__name__}: {e}"
     ok, reason = display_available()
@@ -209,7 +156,7 @@ def sha256(path: str | os.PathLike) -> str:
 
 def _models() -> list[tuple[str, str]]:
     try:
-        from liveheat.backbone import BUNDLED, models_dir
+        from liveheat.model.bundled import BUNDLED, models_dir
     except Exception as e:  # backbone needs onnxruntime and OpenCV
         return [("models", f"cannot check: {type(e).__name__}: {e}")]
     folder = models_dir()
@@ -245,12 +192,10 @@ def _import(name: str):
 
 def _blas_row() -> str:
     """OpenBLAS thread counts as the loaded libraries report them, and who chose them."""
-    from liveheat import _OWN_BLAS, _blas
+    from liveheat._common import blas
 
-    counts = ", ".join(f"{n} in {name}" for name, n in _blas.threads()) or "no OpenBLAS loaded"
-    env = os.environ.get("OPENBLAS_NUM_THREADS")
-    who = "set by liveheat" if _OWN_BLAS else f"OPENBLAS_NUM_THREADS={env} from the environment"
-    return f"{counts} ({who})"
+    counts = ", ".join(f"{n} in {name}" for name, n in blas.threads()) or "no OpenBLAS loaded"
+    return f"{counts} ({blas.who_chose()})"
 
 
 def collect(*, cameras: bool = True) -> list[Section]:
@@ -268,7 +213,6 @@ def collect(*, cameras: bool = True) -> list[Section]:
     ort, ort_error = _import("onnxruntime")
 
     import liveheat
-    from liveheat.config import usable_cores
 
     sections: list[Section] = []
     sections.append(

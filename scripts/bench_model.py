@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from liveheat.backbone import Backbone
-from liveheat.heatmaps import heatmap
+from liveheat.model.backbone import Backbone
+from liveheat.model.heatmaps import heatmap
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "liveheat" / "data" / "bigbuckbunny.mp4"

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 import liveheat
-from liveheat.overlay import MODES
+from liveheat.settings.fields import MODES
 
 SIZES = [(480, 640), (720, 1280), (1080, 1920)]
 MAPS = [(7, 7), (32, 96)]

@@ -25,14 +25,16 @@ import cv2
 import onnxruntime as ort
 
 import liveheat
-from liveheat.backbone import Backbone
-from liveheat.config import build_settings
-from liveheat.heatmaps import heatmap
-from liveheat.outputs import VideoSink, draw_hud
-from liveheat.overlay import overlay
-from liveheat.pipeline import Runner, default_threads
-from liveheat.settings import Settings
-from liveheat.sources import open_source
+from liveheat.draw.hud import draw_hud
+from liveheat.draw.overlay import overlay
+from liveheat.model.backbone import Backbone
+from liveheat.model.heatmaps import heatmap
+from liveheat.outputs.video import VideoSink
+from liveheat.pipeline.preflight import default_threads
+from liveheat.pipeline.runner import Runner
+from liveheat.settings.config import build_settings
+from liveheat.settings.fields import Settings
+from liveheat.sources.source import open_source
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 CLIP_FPS = 25.0

@@ -55,14 +55,14 @@ def coffee() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def bb_fp32():
-    from liveheat.backbone import Backbone
+    from liveheat.model.backbone import Backbone
 
     return Backbone(threads=2)
 
 
 @pytest.fixture(scope="session")
 def bb_int8():
-    from liveheat.backbone import Backbone
+    from liveheat.model.backbone import Backbone
 
     return Backbone("int8", threads=2)
 

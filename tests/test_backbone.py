@@ -18,9 +18,11 @@ import pytest
 from conftest import portable_model, skimage_bgr, tiny_cnn
 from onnx import TensorProto, helper, numpy_helper
 
-from liveheat.backbone import Backbone, Features, LayerInfo, layers_table, models_dir
 from liveheat.errors import LiveheatError
-from liveheat.heatmaps import heatmap
+from liveheat.model.backbone import Backbone, layers_table
+from liveheat.model.bundled import models_dir
+from liveheat.model.features import Features, LayerInfo
+from liveheat.model.heatmaps import heatmap
 from scripts.bench_model import random_crop  # the same augmentation as the benchmark
 
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -129,7 +129,7 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
 
 SIGNAL_WHILE_OPENING = """
 import os, signal, sys
-import liveheat.outputs as outputs
+import liveheat.outputs.video as outputs
 from liveheat.cli import main
 
 opened = outputs.VideoSink.__init__
@@ -340,8 +340,8 @@ def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F
     """Under Xvfb: 'm' switches cam -> eigen mid-run (the dumped maps show it), 'q' ends it."""
     import shutil
 
-    from liveheat.backbone import Backbone
-    from liveheat.heatmaps import heatmap
+    from liveheat.model.backbone import Backbone
+    from liveheat.model.heatmaps import heatmap
 
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed")

@@ -15,19 +15,20 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from liveheat.backbone import BUNDLED, Backbone, models_dir
+from liveheat._common.system import usable_cores
 from liveheat.cli import main
-from liveheat.config import (
+from liveheat.doctor import CODECS, EXPECTED_SHA256, collect, format_report, probe_cameras
+from liveheat.errors import LiveheatError
+from liveheat.model.backbone import Backbone
+from liveheat.model.bundled import BUNDLED, models_dir
+from liveheat.settings.config import (
     build_settings,
     check_value,
     load_config,
     parse_serve,
     preset_values,
-    usable_cores,
 )
-from liveheat.doctor import CODECS, EXPECTED_SHA256, collect, format_report, probe_cameras
-from liveheat.errors import LiveheatError
-from liveheat.settings import Settings
+from liveheat.settings.fields import Settings
 
 
 def _sections(text: str) -> dict[str, dict[str, str]]:
@@ -77,16 +78,13 @@ def test_doctor_reports_library_versions_and_gui_backend(report):
 
 
 def test_doctor_reports_the_blas_threads_the_libraries_report(report):
-    import liveheat
+    from liveheat._common import blas
 
     row = report["system"]["blas threads"]
     counts = re.findall(r"(\d+) in (\S+?),? ", row + " ")
     # numpy's OpenBLAS and the copy inside OpenCV's wheel are both loaded by now
     assert len(counts) >= 2, row
-    if liveheat._OWN_BLAS:  # nobody set OPENBLAS_NUM_THREADS: liveheat chose one thread
-        assert all(n == "1" for n, _ in counts) and row.endswith("(set by liveheat)"), row
-    else:
-        assert "from the environment" in row
+    assert row.endswith(f"({blas.who_chose()})"), row
 
 
 def test_doctor_codec_table_matches_what_this_opencv_can_write(report, tmp_path):

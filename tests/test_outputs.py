@@ -7,23 +7,22 @@ import cv2
 import numpy as np
 import pytest
 
+from liveheat.draw.hud import draw_hud
+from liveheat.draw.overlay import resolve_colormap
 from liveheat.errors import LiveheatError
-from liveheat.outputs import (
-    CODECS,
+from liveheat.outputs.display import display_available
+from liveheat.outputs.keys import (
     COLORMAP_CYCLE,
     KEYS,
     METHOD_CYCLE,
     Controls,
-    VideoSink,
-    Window,
-    display_available,
     draw_help,
-    draw_hud,
     help_lines,
 )
-from liveheat.overlay import resolve_colormap
-from liveheat.settings import Settings
-from liveheat.sources import open_source
+from liveheat.outputs.video import CODECS, VideoSink
+from liveheat.outputs.window import Window
+from liveheat.settings.fields import Settings
+from liveheat.sources.source import open_source
 from tests.helpers.mjpeg_server import load_frames
 from tests.helpers.videos import CLIP, read_frames
 
@@ -227,7 +226,7 @@ _HEADLESS_WHY = "OpenCV has no GUI backend (a headless build)"
 
 
 def _headless() -> bool:
-    from liveheat.doctor import gui_backend
+    from liveheat._common.system import gui_backend
 
     return gui_backend() == "none"
 
@@ -320,7 +319,7 @@ def test_controls_change_settings():
 
 
 def test_brackets_walk_channels_and_classes_with_real_features(small_frames):
-    from liveheat.backbone import Backbone
+    from liveheat.model.backbone import Backbone
 
     features = Backbone("int8", threads=1)(small_frames[0])
     channels = features.maps.shape[0]
@@ -407,7 +406,7 @@ def test_help_overlay_darkens_the_centre_and_writes_text():
 
 
 def test_help_shrinks_to_fit_a_short_wide_image():
-    from liveheat.outputs import draw_help
+    from liveheat.outputs.keys import draw_help
 
     img = np.full((280, 1600, 3), 100, np.uint8)
     draw_help(img)
@@ -420,7 +419,7 @@ def test_help_shrinks_to_fit_a_short_wide_image():
 
 
 def test_window_and_hud_text_scale_up_for_wide_panels():
-    from liveheat.outputs import _text_scale
+    from liveheat.draw.hud import _text_scale
 
     assert _text_scale(np.zeros((720, 1280, 3), np.uint8))[0] == pytest.approx(0.6)
     assert _text_scale(np.zeros((720, 3 * 1280 + 80, 3), np.uint8))[0] > 1.5

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import liveheat
-from liveheat.overlay import COLORMAPS, MODES, NORMS, resolve_colormap
+from liveheat.draw.overlay import COLORMAPS, resolve_colormap
+from liveheat.settings.fields import MODES, NORMS
 
 HEAT_DTYPES = [
     np.bool_,
@@ -384,7 +385,7 @@ def test_panels_layout_and_colorbar_labels():
 
 @pytest.mark.parametrize("shape", [(300, 1000), (7, 1), (1, 333), (1080, 1920)])
 def test_packed_colormap_lookup_equals_opencv_for_every_colormap(shape):
-    from liveheat.overlay import _lookup
+    from liveheat.draw.overlay import _lookup
 
     idx = np.random.default_rng(6).integers(0, 256, shape, dtype=np.uint8)
     for name in COLORMAPS:
@@ -410,7 +411,7 @@ def test_chunked_map_rows_equal_one_opencv_resize(map_shape, frame_shape):
     # overlay() computes the upscaled map chunk by chunk (widen once, then a small matrix
     # product per chunk of rows): it must equal cv2.resize of the whole map, but for
     # rounding at exact .5 ties, however the chunks are cut
-    from liveheat.overlay import _row_source
+    from liveheat.draw.overlay import _row_source
 
     rng = np.random.default_rng(8)
     n = rng.random(map_shape).astype(np.float32)

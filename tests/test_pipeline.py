@@ -14,13 +14,15 @@ import pytest
 import skimage.data
 
 import liveheat
-from liveheat.backbone import Backbone
+from liveheat.draw.overlay import overlay
 from liveheat.errors import LiveheatError
-from liveheat.heatmaps import TemporalSmoother, heatmap
-from liveheat.overlay import overlay
-from liveheat.pipeline import Runner, RunStats, run_video
-from liveheat.settings import Settings
-from liveheat.sources import open_source
+from liveheat.model.backbone import Backbone
+from liveheat.model.heatmaps import heatmap
+from liveheat.model.smoothing import TemporalSmoother
+from liveheat.pipeline.runner import Runner, run_video
+from liveheat.pipeline.stats import RunStats
+from liveheat.settings.fields import Settings
+from liveheat.sources.source import open_source
 from tests.helpers.videos import read_video
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
@@ -122,7 +124,7 @@ def test_every_3_reuses_the_last_map_and_keeps_every_frame(bb, tmp_path):
 
 
 def test_video_file_keeps_count_fps_and_size_with_hud(bb, tmp_path):
-    from liveheat.outputs import VideoSink
+    from liveheat.outputs.video import VideoSink
 
     path = tmp_path / "out.avi"
     with open_source(CLIP) as src, VideoSink(path, fps=src.fps, size=src.size) as sink:
@@ -203,7 +205,7 @@ def test_paced_live_source_drops_frames_instead_of_lagging(bb, tmp_path):
 def test_a_live_recording_keeps_wall_clock_time_despite_drops(bb, tmp_path):
     import time
 
-    from liveheat.outputs import VideoSink
+    from liveheat.outputs.video import VideoSink
     from tests.helpers.mjpeg_server import load_frames
 
     n = 40  # 1.6 s of a 25 fps camera; the slow output takes about every other frame
@@ -267,7 +269,7 @@ class Viewer(Collect):
 
 
 def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_path):
-    from liveheat.outputs import VideoSink
+    from liveheat.outputs.video import VideoSink
 
     settings = Settings(hud=False)
     seen = {"repeats": 0, "jet": None, "bone": None}
@@ -381,7 +383,7 @@ def test_a_pause_mid_recording_changes_neither_the_file_nor_the_maps(bb, tmp_pat
 
 
 def test_a_live_change_that_cannot_be_drawn_is_undone_and_the_run_goes_on(capsys):
-    from liveheat.outputs import Controls
+    from liveheat.outputs.keys import Controls
 
     bb_early = Backbone(input_size=128, layer="blocks.1", spinning=False)
     settings = Settings(hud=False, method="mean")

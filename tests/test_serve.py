@@ -21,8 +21,8 @@ import pytest
 
 import liveheat
 from liveheat.errors import LiveheatError
-from liveheat.serve import StreamServer, server_from_settings
-from liveheat.settings import Settings
+from liveheat.outputs.stream.server import StreamServer, server_from_settings
+from liveheat.settings.fields import Settings
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -448,7 +448,7 @@ def test_a_host_that_is_not_this_machine_says_check_the_host(monkeypatch):
     with pytest.raises(LiveheatError, match=r"cannot serve on 192\.0\.2\.1:8080: .*check the host"):
         StreamServer("192.0.2.1", 8080)
     # a name that does not resolve (simulated: tests resolve nothing over the network)
-    from liveheat import serve
+    from liveheat.outputs.stream import http as serve
 
     def no_such_name(self):
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -672,8 +672,8 @@ def test_browser_page_works_without_a_token(small, tmp_path):
 # ---------------------------------------------------------------------- with the real runner
 def test_page_controls_reach_the_running_pipeline():
     """POST /settings changes what the Runner draws: alpha 0 + no HUD gives the plain frames."""
-    from liveheat.pipeline import Runner
-    from liveheat.sources import open_source
+    from liveheat.pipeline.runner import Runner
+    from liveheat.sources.source import open_source
 
     raw = _load(None, 132)
     settings = Settings(model="int8", input_size=160, threads=1, max_fps=30, show=False)

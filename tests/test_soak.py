@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 import liveheat
-from liveheat.config import build_settings
-from liveheat.pipeline import Runner
-from liveheat.serve import StreamServer
-from liveheat.sources import open_source
+from liveheat.outputs.stream.server import StreamServer
+from liveheat.pipeline.runner import Runner
+from liveheat.settings.config import build_settings
+from liveheat.sources.source import open_source
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 FRAMES = 5000

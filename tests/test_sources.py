@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from liveheat.errors import LiveheatError
-from liveheat.sources import Frame, exact_fps, open_source
+from liveheat.sources.base import Frame, exact_fps
+from liveheat.sources.source import open_source
 from tests.helpers.mjpeg_server import MjpegServer, load_frames
 from tests.helpers.videos import (
     CLIP,
@@ -375,7 +376,7 @@ def test_camera_index_beyond_a_c_int_is_a_clear_error(spec):
 
 
 def test_opencv_refusing_a_capture_argument_is_a_liveheat_error():
-    from liveheat.sources import _CaptureReader
+    from liveheat.sources.capture import _CaptureReader
 
     with pytest.raises(LiveheatError, match=r"cannot open camera 9: OpenCV refused it \(.*Bad arg"):
         _CaptureReader(
@@ -459,7 +460,8 @@ def test_read_after_close_is_none_and_close_is_idempotent():
 
 def test_camera_that_disconnects_ends_with_an_error():
     # no camera here: the MJPEG server stands in for one, read through the camera code path
-    from liveheat.sources import Source, _CaptureReader
+    from liveheat.sources.capture import _CaptureReader
+    from liveheat.sources.source import Source
 
     with MjpegServer(CLIP, fps=25, size=(160, 90), limit=10) as srv:
         reader = _CaptureReader(

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from liveheat.outputs import display_available
+from liveheat.outputs.display import display_available
 from tests.helpers.mjpeg_server import load_frames
 from tests.helpers.videos import CLIP
 from tests.helpers.window_child import FRAME_SIZE, N_FRAMES

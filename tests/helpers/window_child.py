@@ -10,8 +10,8 @@ import json
 import sys
 import time
 
-from liveheat.outputs import Window
-from liveheat.settings import Settings
+from liveheat.outputs.window import Window
+from liveheat.settings.fields import Settings
 from tests.helpers.mjpeg_server import load_frames
 from tests.helpers.videos import CLIP
 

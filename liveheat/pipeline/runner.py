@@ -1,11 +1,7 @@
-"""The video runner: capture, inference, rendering and outputs overlap in threads.
-
-Bounded queues between the rooms, one `RunStats`, and a clean shutdown from any thread or signal.
-"""
+"""The runner: capture, inference, rendering and outputs overlap in threads."""
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import sys
@@ -18,8 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from liveheat._common.blas import one_blas_thread
 from liveheat.errors import LiveheatError
-from liveheat.settings import DRAWING_FIELDS, Settings
+from liveheat.pipeline.preflight import (
+    _drawing_kwargs,
+    _parse_target,
+    default_workers,
+    make_backbone,
+    preflight,
+)
+from liveheat.pipeline.stats import RunStats
+from liveheat.settings.fields import DRAWING_FIELDS, Settings
 
 # queue depths: recorded runs want throughput (absorb decode/encode jitter); live runs want
 # the newest frame, so at most one frame waits between two stages
@@ -27,8 +32,6 @@ _DEPTH_RECORDED = 6
 _DEPTH_LIVE = 1
 _POLL = 0.05  # seconds: how often a waiting stage looks at the stop flag
 _REPEAT_PERIOD = 1 / 30  # while paused, the last frame is re-rendered this often (keys, live edits)
-_LATENCY_WINDOW = 10_000  # latencies kept for p50/p95 (about 5 minutes at 30 fps)
-_RATE_WINDOW = 64  # events kept for the fps figures (about 2 s at 30 fps)
 
 _END = None  # the sentinel that ends a queue
 LIVE_FIELDS = DRAWING_FIELDS  # a change among these that cannot be drawn is undone
@@ -62,197 +65,8 @@ class _Inferred:
     t: float  # capture time of that frame
 
 
-class RunStats:
-    """Counters and rates of one run; thread-safe. `snapshot()` gives a plain dict.
-
-    Examples:
-        >>> stats = RunStats()
-        >>> stats.snapshot()["frames_out"]
-        0
-    """
-
-    KEYS = (
-        "frames_in",
-        "frames_out",
-        "frames_inferred",
-        "dropped",
-        "capture_fps",
-        "infer_fps",
-        "output_fps",
-        "latency_ms_p50",
-        "latency_ms_p95",
-        "heat_age_ms",
-        "top_class",
-        "top_score",
-        "uptime_s",
-        "error",
-        "queue_max",
-        "notice",
-    )
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.frames_in = 0
-        self.frames_out = 0
-        self.frames_inferred = 0
-        self.dropped_pipeline = 0  # live frames the runner replaced by newer ones
-        self.dropped_source = 0  # stale frames the source dropped (copied from Source.dropped)
-        self.heat_age_ms: float | None = None
-        self.top_class: str | None = None
-        self.top_score: float | None = None
-        self.error: str | None = None
-        self.notice: str | None = None  # the last live change that was undone, and why
-        self.queue_max = 0  # the deepest any queue between two stages has been
-        self.maps_path: str | None = None  # where the heatmaps were saved (dump_maps)
-        self.maps_count = 0
-        self._t_cap: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
-        self._t_inf: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
-        self._t_out: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
-        self._lat: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
-        self._lat_recent: collections.deque[float] = collections.deque(maxlen=31)
-        self._t0: float | None = None
-        self._t1: float | None = None
-
-    # -- updates (called by the stages)
-    def _start(self) -> None:
-        with self._lock:
-            self._t0 = time.monotonic()
-            self._t1 = None
-
-    def _finish(self) -> None:
-        with self._lock:
-            self._t1 = time.monotonic()
-
-    def _captured(self, t: float) -> None:
-        with self._lock:
-            self.frames_in += 1
-            self._t_cap.append(t)
-
-    def _inferred(self, t: float) -> None:
-        with self._lock:
-            self.frames_inferred += 1
-            self._t_inf.append(t)
-
-    def _dropped(self) -> None:
-        with self._lock:  # capture and render stages both drop (live)
-            self.dropped_pipeline += 1
-
-    def _shown(self, features: Any) -> None:
-        """The class of the map now on screen (rendered in frame order)."""
-        top = _top1(features)
-        if top is not None:
-            with self._lock:
-                self.top_class, self.top_score = top
-
-    def _written(self, t: float, t_cap: float) -> None:
-        with self._lock:
-            self.frames_out += 1
-            self._t_out.append(t)
-            ms = (t - t_cap) * 1000.0
-            self._lat.append(ms)
-            self._lat_recent.append(ms)
-
-    # -- reading
-    @property
-    def dropped(self) -> int:
-        """Frames skipped in a live run (by the source and by the runner)."""
-        return self.dropped_source + self.dropped_pipeline
-
-    def recent(self) -> tuple[float, float, float]:
-        """(output fps, inference fps, median latency ms) over the last couple of seconds."""
-        with self._lock:
-            lat = sorted(self._lat_recent)
-            return (
-                _rate(self._t_out),
-                _rate(self._t_inf),
-                lat[len(lat) // 2] if lat else 0.0,
-            )
-
-    def snapshot(self) -> dict:
-        """A consistent dict of every figure (keys in `RunStats.KEYS`).
-
-        fps figures are recent rates (last ~2 s); latency is capture -> output written.
-
-        Examples:
-            >>> sorted(RunStats().snapshot()) == sorted(RunStats.KEYS)
-            True
-        """
-        with self._lock:
-            lat = np.fromiter(self._lat, dtype=np.float64, count=len(self._lat))
-            if self._t0 is None:
-                uptime = 0.0
-            else:
-                uptime = (self._t1 if self._t1 is not None else time.monotonic()) - self._t0
-            return {
-                "frames_in": self.frames_in,
-                "frames_out": self.frames_out,
-                "frames_inferred": self.frames_inferred,
-                "dropped": self.dropped_source + self.dropped_pipeline,
-                "capture_fps": _rate(self._t_cap),
-                "infer_fps": _rate(self._t_inf),
-                "output_fps": _rate(self._t_out),
-                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-                "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else None,
-                "heat_age_ms": self.heat_age_ms,
-                "top_class": self.top_class,
-                "top_score": self.top_score,
-                "uptime_s": uptime,
-                "error": self.error,
-                "queue_max": self.queue_max,
-                "notice": self.notice,
-            }
-
-    def summary(self, output: str | os.PathLike | None = None, *, note: str | None = None) -> str:
-        """One line for the end of a run: frames in and out, fps, latency, output path, the
-        saved maps, and a `note` if given.
-
-        Examples:
-            >>> RunStats().summary("out.mp4")
-            'liveheat: 0 frames in, 0 out, 0 inferred, 0.0 fps; wrote out.mp4'
-        """
-        s = self.snapshot()
-        fps = s["frames_out"] / s["uptime_s"] if s["uptime_s"] > 0 else 0.0
-        parts = [
-            f"liveheat: {s['frames_in']} frames in, {s['frames_out']} out, "
-            f"{s['frames_inferred']} inferred, {fps:.1f} fps"
-        ]
-        if s["latency_ms_p50"] is not None:
-            parts.append(
-                f"latency p50 {s['latency_ms_p50']:.0f} ms, p95 {s['latency_ms_p95']:.0f} ms"
-            )
-        if s["dropped"]:
-            parts.append(f"{s['dropped']} dropped")
-        line = ", ".join(parts)
-        wrote = [os.fspath(output)] if output is not None else []
-        if self.maps_path is not None:
-            wrote.append(f"{self.maps_path} ({self.maps_count} maps)")
-        if wrote:
-            line += "; wrote " + ", ".join(wrote)
-        if note:
-            line += f"; {note}"
-        return line
-
-
-def _rate(times: collections.deque) -> float:
-    if len(times) < 2:
-        return 0.0
-    span = times[-1] - times[0]
-    return (len(times) - 1) / span if span > 0 else 0.0
-
-
 def _range(heat: np.ndarray) -> tuple[float, float]:
     return (float(np.min(heat)), float(np.max(heat))) if heat.size else (0.0, 1.0)
-
-
-def _top1(features: Any) -> tuple[str, float] | None:
-    try:
-        top = features.top(1)
-    except Exception:  # a model without logits has no classes
-        return None
-    if not top:
-        return None
-    _, name, prob = top[0]
-    return str(name), float(prob)
 
 
 class _Latest:
@@ -288,157 +102,9 @@ def _records(out: Any) -> bool:
     return bool(getattr(out, "records", False))
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def default_workers() -> int:
-    """Inference workers for a recorded run: 2 on a machine with 2 or more cores, else 1.
-
-    Two workers each running a small model on one thread keep two cores busy with less
-    synchronisation than one session on two threads.
-
-    Examples:
-        >>> default_workers() in (1, 2)
-        True
-    """
-    return 2 if _cores() >= 2 else 1
-
-
-def default_threads(workers: int = 1) -> int:
-    """onnxruntime threads per inference worker: the usable cores but one (decode, drawing
-    and encoding run beside inference), shared by the workers; at least 1.
-
-    Examples:
-        >>> default_threads() >= 1 and default_threads(2) >= 1
-        True
-    """
-    return max(1, (_cores() - 1) // max(1, workers))
-
-
-def make_backbone(settings: Settings, *, live: bool = False) -> Any:
-    """The Backbone a Runner would make for these settings (threads per `default_threads`).
-
-    Examples:
-        >>> bb = make_backbone(Settings(input_size=128))
-        >>> bb.input_size
-        (128, 128)
-    """
-    from liveheat.backbone import Backbone
-
-    workers = 1 if live else default_workers()
-    return Backbone(
-        settings.model,
-        layer=settings.layer,
-        threads=settings.threads or default_threads(workers),
-        input_size=settings.input_size,
-        spinning=False,
-    )
-
-
-def _parse_target(target: str | int | None) -> str | int | None:
-    if isinstance(target, str) and target.strip().lstrip("-").isdigit():
-        return int(target)
-    return target
-
-
 def _changed(snap: Settings, good: Settings) -> dict:
     """The live fields whose value in `snap` differs from `good`: {name: value in snap}."""
     return {k: getattr(snap, k) for k in LIVE_FIELDS if getattr(snap, k) != getattr(good, k)}
-
-
-def _drawing_kwargs(snap: Settings) -> dict:
-    return {
-        "alpha": snap.alpha,
-        "colormap": snap.colormap,
-        "mode": snap.mode,
-        "norm": snap.norm,
-        "threshold": snap.threshold,
-    }
-
-
-def check_maps_path(path: str | os.PathLike) -> None:
-    """Check up front that the heatmaps can be saved at `path` (an .npz file in an existing,
-    writable folder), so a long run never ends in a failed save; LiveheatError if not.
-
-    Examples:
-        >>> check_maps_path("maps.npz")
-        >>> check_maps_path("maps.txt")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        liveheat.errors.LiveheatError: cannot write maps 'maps.txt': expected an .npz file ...
-    """
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        raise LiveheatError(
-            f"cannot write maps {p!r}: it is a folder; give a file name such as "
-            f"{os.path.join(p, 'maps.npz')!r}"
-        )
-    if os.path.splitext(p)[1].lower() != ".npz":
-        raise LiveheatError(f"cannot write maps {p!r}: expected an .npz file name (e.g. maps.npz)")
-    folder = os.path.dirname(os.path.abspath(p))
-    if not os.path.isdir(folder):
-        raise LiveheatError(
-            f"cannot write maps {p!r}: folder {folder!r} does not exist; create it or choose "
-            "another path"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK) or (
-        os.path.exists(p) and not os.access(p, os.W_OK)
-    ):
-        raise LiveheatError(f"cannot write maps {p!r}: permission denied; choose a writable path")
-
-
-def preflight(
-    settings: Settings, backbone: Any = None, *, frame_size: tuple[int, int] | None = None
-) -> tuple[int, int]:
-    """Check every setting before a single frame is read or a file is created.
-
-    Runs the drawing with the settings on a tiny blank frame and, given a backbone, one
-    heatmap on a blank frame, so a bad method, target, colormap, mode or norm fails here
-    with the owning module's message. Returns the size (W, H) of the rendered image for a
-    frame of `frame_size` (wider with `panels`).
-
-    Examples:
-        >>> from liveheat.settings import Settings
-        >>> preflight(Settings(), frame_size=(640, 360))
-        (640, 360)
-    """
-    from liveheat.overlay import overlay, panels
-
-    every = settings.every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise LiveheatError(f"every must be a whole number >= 1, got {every!r}; try --every 2")
-    if not (0.0 <= float(settings.smooth) < 1.0):
-        raise LiveheatError(
-            f"smooth must be in [0, 1) (0 = off, 0.8 = strong), got {settings.smooth!r}"
-        )
-    if settings.max_fps is not None and not (float(settings.max_fps) > 0):
-        raise LiveheatError(f"max_fps must be > 0, got {settings.max_fps!r}; try --max-fps 15")
-    if not (0.0 <= float(settings.alpha) <= 1.0):
-        raise LiveheatError(f"alpha must be in [0, 1], got {settings.alpha!r}; try --alpha 0.5")
-
-    if settings.dump_maps:
-        check_maps_path(settings.dump_maps)
-
-    w, h = frame_size or (64, 48)
-    frame = np.zeros((h, w, 3), np.uint8)
-    heat = np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7)
-    kw = _drawing_kwargs(settings)
-    if settings.norm == "fixed":
-        kw.update(vmin=0.0, vmax=1.0)
-    if backbone is not None:
-        from liveheat.heatmaps import heatmap
-
-        feats = backbone(np.full((h, w, 3), 127, np.uint8))
-        heat = heatmap(feats, method=settings.method, target=_parse_target(settings.target))
-    try:
-        image = (panels if settings.panels else overlay)(frame, heat, **kw)
-    except ValueError as e:  # the drawing's own message: what was wrong, what is valid
-        raise LiveheatError(str(e)) from None
-    return int(image.shape[1]), int(image.shape[0])
 
 
 class Runner:
@@ -777,7 +443,8 @@ class Runner:
         feats = job.features
         if feats is None:
             return None
-        from liveheat.heatmaps import TemporalSmoother, heatmap
+        from liveheat.model.heatmaps import heatmap
+        from liveheat.model.smoothing import TemporalSmoother
 
         target = _parse_target(snap.target)
         key = (snap.method, target, float(snap.smooth))
@@ -813,14 +480,15 @@ class Runner:
             if job.scale is not None and snap.norm in _STEADY_NORMS:
                 return job.heat, job.scale, True
             return job.heat, _range(job.heat), False
-        from liveheat.heatmaps import heatmap
+        from liveheat.model.heatmaps import heatmap
 
         raw = heatmap(feats, method=snap.method, target=target)
         return raw, _range(raw), False
 
     def _render(self, job: _Job, snap: Settings, *, held: bool = False) -> np.ndarray:
         """Draw one frame. `held`: redraw a paused frame for the viewers (display only)."""
-        from liveheat.overlay import overlay, panels
+        from liveheat.draw.overlay import overlay
+        from liveheat.draw.panels import panels
 
         frame = job.frame.image
         if held:
@@ -866,7 +534,7 @@ class Runner:
             if target is None:
                 index = int(probs.argmax())
             else:
-                from liveheat.heatmaps import target_index
+                from liveheat.model.heatmaps import target_index
 
                 index = target_index(features, _parse_target(target))
             name = features.label(index).split(",")[0]  # 'gorilla, Gorilla gorilla' -> 'gorilla'
@@ -876,7 +544,7 @@ class Runner:
         return text
 
     def _draw_hud(self, image, job, snap, heat, lo, hi, *, cache: bool = True) -> None:
-        from liveheat.outputs import draw_hud
+        from liveheat.draw.hud import draw_hud
 
         st = self.stats
         out_fps, inf_fps, lat = st.recent()
@@ -915,6 +583,10 @@ class Runner:
         if self._ran:
             raise RuntimeError("a Runner runs once; make a new one")
         self._ran = True
+        with one_blas_thread():  # the whole run, every stage's thread: see _common/blas.py
+            return self._run()
+
+    def _run(self) -> RunStats:
         workers = 1 if self.live else max(1, int(self.infer_workers or default_workers()))
         if self.backbone is None:
             self.backbone = make_backbone(self.settings, live=self.live)
@@ -1108,7 +780,7 @@ def run_video(
             max_frames=max_frames,
         )
         return runner.run()
-    from liveheat.sources import open_source
+    from liveheat.sources.source import open_source
 
     with open_source(source) as src:
         runner = Runner(
@@ -1120,16 +792,3 @@ def run_video(
             max_frames=max_frames,
         )
         return runner.run()
-
-
-__all__ = [
-    "LIVE_FIELDS",
-    "RunStats",
-    "Runner",
-    "check_maps_path",
-    "default_threads",
-    "default_workers",
-    "make_backbone",
-    "preflight",
-    "run_video",
-]

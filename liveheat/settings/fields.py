@@ -1,7 +1,4 @@
-"""One place for every setting that a flag, a key, a config file or the stream page can change.
-
-The pipeline reads a `Settings` object on every frame, so changing a field takes effect live.
-"""
+"""The Settings dataclass: every setting a flag, key, config file or page can change."""
 
 from __future__ import annotations
 

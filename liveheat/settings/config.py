@@ -1,8 +1,4 @@
-"""Settings from a TOML file and presets: check every key and value, then layer them in order.
-
-Precedence, lowest first: `Settings` defaults < preset < config file < flags given on the command
-line.
-"""
+"""Settings from a TOML file and presets, layered in order."""
 
 from __future__ import annotations
 
@@ -14,8 +10,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from liveheat._common.system import usable_cores
 from liveheat.errors import LiveheatError
-from liveheat.settings import METHODS_FIXED, MODES, NORMS, Settings
+from liveheat.settings.fields import METHODS_FIXED, MODES, NORMS, Settings
 
 PRESETS: tuple[str, ...] = ("edge",)
 MAX_EVERY = 1000  # infer on every Nth frame: beyond this the heatmap would never change
@@ -31,19 +28,6 @@ _FLAG_ONLY = {
     "config": "config is a command-line flag only",
     "source": "the source is the command's argument",
 }
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity-aware; at least 1).
-
-    Examples:
-        >>> usable_cores() >= 1
-        True
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def preset_values(name: str) -> dict[str, Any]:
@@ -84,7 +68,7 @@ def _did_you_mean(word: str, choices) -> str:
 
 def _colormaps() -> list[str]:
     try:
-        from liveheat.overlay import COLORMAPS
+        from liveheat.draw.overlay import COLORMAPS
 
         return list(COLORMAPS)
     except ImportError:  # overlay not importable: fall back to OpenCV's own names

@@ -1,0 +1,25 @@
+"""The model room: an ONNX backbone turns frames into Features; methods turn Features into maps.
+
+`Backbone` (onnxruntime session, preprocessing, layers), `Features`, `heatmap` (cam, eigen, mean,
+max, norm, channel:K), `TemporalSmoother` (maps on video) and the bundled models.
+"""
+
+from liveheat.model.backbone import Backbone, layers_table
+from liveheat.model.bundled import BUNDLED, models_dir, resolve_model
+from liveheat.model.features import Features, LayerInfo
+from liveheat.model.heatmaps import METHODS, heatmap, target_index
+from liveheat.model.smoothing import TemporalSmoother
+
+__all__ = [
+    "BUNDLED",
+    "METHODS",
+    "Backbone",
+    "Features",
+    "LayerInfo",
+    "TemporalSmoother",
+    "heatmap",
+    "layers_table",
+    "models_dir",
+    "resolve_model",
+    "target_index",
+]

@@ -1,0 +1,90 @@
+"""Temporal smoothing of maps on video: an EMA that resets at scene cuts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from liveheat.errors import LiveheatError
+from liveheat.model.features import Features
+
+
+class TemporalSmoother:
+    """Exponential moving average of video heatmaps and of their normalisation range.
+
+    `factor` in [0, 1) is the weight of the past (0 = off). `.vmin/.vmax` follow the maps'
+    range the same way: pass them to `overlay(norm="fixed", vmin=..., vmax=...)` so the
+    colours do not pump. A scene cut restarts the average, as does a change of map size.
+    Cuts are found by correlation below `cut_threshold` (None: never): of the pooled
+    feature vectors when `features` are passed (reliable: consecutive frames of a shot
+    correlate > 0.9, different scenes ~0), else of the map with the running map (weaker:
+    CNN maps share a centre bias, and a CAM changes when the top-1 class changes).
+
+    Examples:
+        >>> smooth = TemporalSmoother(0.6)
+        >>> for frame in frames:                           # doctest: +SKIP
+        ...     feats = bb(frame)
+        ...     heat = smooth(heatmap(feats), features=feats)
+        ...     out = overlay(frame, heat, norm="fixed", vmin=smooth.vmin, vmax=smooth.vmax)
+    """
+
+    def __init__(self, factor: float = 0.6, *, cut_threshold: float | None = 0.5) -> None:
+        factor = float(factor)
+        if not 0.0 <= factor < 1.0:
+            raise LiveheatError(f"bad smoothing factor {factor}; expected 0 <= factor < 1")
+        self.factor = factor
+        self.cut_threshold = cut_threshold
+        self.cuts = 0  # scene cuts seen (resets triggered by the correlation test)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the past: the next map is passed through unchanged."""
+        self._heat: np.ndarray | None = None
+        self._pooled: np.ndarray | None = None
+        self.vmin: float | None = None
+        self.vmax: float | None = None
+
+    def __call__(self, heat: np.ndarray, features: Features | None = None) -> np.ndarray:
+        """Blend `heat` into the running map; return the smoothed map (float32, same shape).
+
+        Examples:
+            >>> TemporalSmoother(0.5)(np.ones((2, 2), np.float32)).tolist()
+            [[1.0, 1.0], [1.0, 1.0]]
+        """
+        heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
+        lo, hi = float(heat.min()), float(heat.max())
+        pooled = None if features is None else features.maps.mean(axis=(1, 2))
+        prev = self._heat
+        if prev is not None and prev.shape != heat.shape:
+            prev = None
+        elif prev is not None and self._is_cut(prev, heat, pooled):
+            self.cuts += 1
+            prev = None
+        self._pooled = pooled
+        if prev is None or self.factor == 0.0:
+            self._heat = heat.copy()
+            self.vmin, self.vmax = lo, hi
+            return heat
+        f = np.float32(self.factor)
+        out = prev * f
+        out += heat * (np.float32(1) - f)
+        self._heat = out
+        self.vmin = self.factor * self.vmin + (1 - self.factor) * lo
+        self.vmax = self.factor * self.vmax + (1 - self.factor) * hi
+        return out.copy()
+
+    def _is_cut(self, prev: np.ndarray, heat: np.ndarray, pooled: np.ndarray | None) -> bool:
+        if self.cut_threshold is None:
+            return False
+        if pooled is not None and self._pooled is not None and pooled.shape == self._pooled.shape:
+            r = _corr(self._pooled, pooled)
+        else:
+            r = _corr(prev, heat)
+        return r is not None and r < self.cut_threshold
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays; None when either is constant."""
+    a = a.ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
+    return None if den == 0.0 else float(np.dot(a, b)) / den
