@@ -154,7 +154,16 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+MISSING = "MISSING"
+MISMATCH = "MISMATCH"
+
+
 def _models() -> list[tuple[str, str]]:
+    """The bundled models section: the folder, then one row per model with size and sha256.
+
+    A bundled model reads `MISSING` when absent and carries `MISMATCH (expected ...)` when its
+    digest is not the exported one; an extra `.onnx` in the folder is listed without a verdict.
+    """
     try:
         from liveheat.model.bundled import BUNDLED, models_dir
     except Exception as e:  # backbone needs onnxruntime and OpenCV
@@ -175,11 +184,36 @@ def _models() -> list[tuple[str, str]]:
             elif digest == expected:
                 verdict = "  ok"
             else:
-                verdict = f"  MISMATCH (expected {expected}; re-export or reinstall it)"
+                verdict = f"  {MISMATCH} (expected {expected}; re-export or reinstall it)"
             rows.append((f"{name} ({variant})", f"{size / 1e6:.1f} MB  sha256 {digest}{verdict}"))
         else:
-            rows.append((f"{name} ({variant})", "MISSING"))
+            rows.append((f"{name} ({variant})", MISSING))
     return rows
+
+
+def model_problems(sections: list[Section]) -> list[str]:
+    """The bundled models that cannot be used, as read from the report's `bundled models` rows.
+
+    Returns one `"NAME (VARIANT) missing"` / `"... checksum mismatch"` per bad bundled model;
+    [] when all is well. Extra models in the folder are not judged, and neither is a check that
+    could not run (OpenCV or onnxruntime broken: their own sections say so).
+
+    Examples:
+        >>> model_problems([("bundled models", [("folder", "/m"), ("a.onnx (fp32)", "MISSING"),
+        ...     ("b.onnx (int8)", "5.1 MB  sha256 00  MISMATCH (expected 11; ...)"),
+        ...     ("mine.onnx (extra)", "0.0 MB  sha256 22")])])
+        ['a.onnx (fp32) missing', 'b.onnx (int8) checksum mismatch']
+    """
+    rows = dict(sections).get("bundled models", [])
+    problems = []
+    for key, value in rows:
+        if key in ("folder", "models") or key.endswith(" (extra)"):
+            continue
+        if value == MISSING:
+            problems.append(f"{key} missing")
+        elif f"  {MISMATCH} " in value:
+            problems.append(f"{key} checksum mismatch")
+    return problems
 
 
 def _import(name: str):
@@ -304,7 +338,11 @@ def format_report(sections: list[Section]) -> str:
 
 
 def run_doctor(stream=None, *, cameras: bool = True) -> int:
-    """Print the report to `stream` (stdout); always exit status 0.
+    """Print the report to `stream` (stdout); exit status 1 when a bundled model is unusable.
+
+    The whole report is printed first; then, when a bundled model is missing or its checksum is
+    wrong, one `liveheat: error: ...` line on stderr and status 1. Otherwise status 0: a missing
+    camera, display or codec is a fact about the machine, not a broken install.
 
     Examples:
         >>> import io
@@ -314,6 +352,16 @@ def run_doctor(stream=None, *, cameras: bool = True) -> int:
         >>> "[onnxruntime]" in buf.getvalue()
         True
     """
-    text = format_report(collect(cameras=cameras))
-    print(text, file=stream or sys.stdout)
+    sections = collect(cameras=cameras)
+    print(format_report(sections), file=stream or sys.stdout)
+    problems = model_problems(sections)
+    if problems:
+        from liveheat.model.bundled import EXPORT_SCRIPT
+
+        print(
+            f"liveheat: error: {'; '.join(problems)}: reinstall liveheat, re-export with "
+            f"`python {EXPORT_SCRIPT}` in a checkout, or point LIVEHEAT_MODELS at good copies",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -138,6 +138,66 @@ def test_doctor_flags_a_model_whose_checksum_does_not_match(tmp_path, monkeypatc
     assert rows["mine.onnx (extra)"] == f"0.0 MB  sha256 {own}"  # nothing to compare with
 
 
+def _doctor(capsys) -> tuple[int, str, str]:
+    status = main(["doctor", "--no-cameras"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _copy_models(folder: Path, names) -> None:
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(models_dir() / name, folder / name)
+
+
+def test_doctor_exits_1_when_a_bundled_model_is_missing(tmp_path, monkeypatch, capsys):
+    _copy_models(tmp_path / "m", [BUNDLED["fp32"]])  # a real fp32 copy; int8 absent
+    monkeypatch.setenv("LIVEHEAT_MODELS", str(tmp_path / "m"))
+    status, out, err = _doctor(capsys)
+    assert status == 1
+    models = _sections(out)["bundled models"]
+    assert models[f"{BUNDLED['fp32']} (fp32)"].endswith("  ok")
+    assert models[f"{BUNDLED['int8']} (int8)"] == "MISSING"
+    assert "[environment]" in out  # the whole report first, the verdict after it
+    assert err.count("\n") == 1 and err.startswith("liveheat: error: ")
+    assert f"{BUNDLED['int8']} (int8) missing" in err and "fp32" not in err
+    assert "export_efficientnet_lite0.py" in err and "LIVEHEAT_MODELS" in err
+
+
+def test_doctor_exits_1_when_a_bundled_model_is_corrupt(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "m"
+    _copy_models(folder, BUNDLED.values())
+    data = bytearray((folder / BUNDLED["int8"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in a real copy
+    (folder / BUNDLED["int8"]).write_bytes(bytes(data))
+    monkeypatch.setenv("LIVEHEAT_MODELS", str(folder))
+    status, out, err = _doctor(capsys)
+    assert status == 1
+    models = _sections(out)["bundled models"]
+    assert models["folder"] == str(folder)
+    assert models[f"{BUNDLED['fp32']} (fp32)"].endswith("  ok")
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    assert models[f"{BUNDLED['int8']} (int8)"].startswith(f"5.1 MB  sha256 {digest}  MISMATCH")
+    assert "[environment]" in out
+    assert err == (
+        f"liveheat: error: {BUNDLED['int8']} (int8) checksum mismatch: reinstall liveheat, "
+        "re-export with `python scripts/export_efficientnet_lite0.py` in a checkout, "
+        "or point LIVEHEAT_MODELS at good copies\n"
+    )
+
+
+def test_doctor_exits_0_with_intact_copies_and_an_extra_model(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "m"
+    _copy_models(folder, BUNDLED.values())
+    (folder / "mine.onnx").write_bytes(b"a model of the user's own")  # not judged
+    monkeypatch.setenv("LIVEHEAT_MODELS", str(folder))
+    status, out, err = _doctor(capsys)
+    assert (status, err) == (0, "")
+    assert _sections(out)["bundled models"]["mine.onnx (extra)"].startswith("0.0 MB  sha256 ")
+
+
 @pytest.mark.parametrize("broken", ["onnxruntime", "cv2"])
 def test_doctor_reports_a_library_that_does_not_import(monkeypatch, broken):
     monkeypatch.setitem(sys.modules, broken, None)  # `import broken` now raises ImportError
@@ -249,7 +309,7 @@ def test_config_keys_with_dashes_or_underscores_and_checked_types(tmp_path):
         ("max_clients = 100000000", r"expected an integer in \[1, 1000\]"),
         ("colormap = 'jt'", r"colormap = 'jt' in liveheat\.toml: expected one of .*did you mean"),
         ("method = 'gradcam'", r"expected one of cam, eigen, mean, max, norm or channel:K"),
-        ("serve = 'host:99999'", r"bad --serve value 'host:99999'"),
+        ("serve = 'host:99999'", r"serve = 'host:99999' in liveheat\.toml: expected \[HOST:\]PORT"),
         ("[run]\nalpha = 0.3", r"\[run\] in liveheat\.toml is a table"),
         ("alpha = ", r"liveheat\.toml is not valid TOML"),
         ("alpha = 0.2\nalpha-x = 1", r"unknown key 'alpha-x'"),
