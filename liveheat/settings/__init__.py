@@ -1,9 +1,33 @@
-"""Settings: one dataclass, one check per field, config files and presets.
+"""Settings: one dataclass with one spec per field, one `validate`, config files, presets, flags.
 
-A key press, a flag, a config file, the stream page and the API all change the same `Settings`.
+A key press, a flag, a config file, the stream page and the API all change the same `Settings`,
+and each field is checked by the same rule with the same message.
 """
 
 from liveheat.settings.config import build_settings, load_config, preset_values
-from liveheat.settings.fields import MODES, NORMS, Settings
+from liveheat.settings.fields import (
+    LIVE_FIELDS,
+    METHODS,
+    MODES,
+    NORMS,
+    SPECS,
+    SettingError,
+    Settings,
+    Spec,
+    validate,
+)
 
-__all__ = ["MODES", "NORMS", "Settings", "build_settings", "load_config", "preset_values"]
+__all__ = [
+    "LIVE_FIELDS",
+    "METHODS",
+    "MODES",
+    "NORMS",
+    "SPECS",
+    "SettingError",
+    "Settings",
+    "Spec",
+    "build_settings",
+    "load_config",
+    "preset_values",
+    "validate",
+]

@@ -1,25 +1,44 @@
-"""Settings from a TOML file and presets, layered in order."""
+"""Settings from a TOML file and presets, layered in order; every value checked by `validate`."""
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-import re
-import typing
+import stat
 from pathlib import Path
 from typing import Any
 
 from liveheat._common.system import usable_cores
+from liveheat._common.text import did_you_mean
 from liveheat.errors import LiveheatError
-from liveheat.settings.fields import METHODS_FIXED, MODES, NORMS, Settings
+from liveheat.settings.fields import (
+    MAX_CLIENTS,
+    MAX_EVERY,
+    MAX_INPUT_SIDE,
+    MAX_THREADS,
+    PRESETS,
+    SPECS,
+    Settings,
+    colormap_names,
+    parse_serve,
+    validate,
+)
 
-PRESETS: tuple[str, ...] = ("edge",)
-MAX_EVERY = 1000  # infer on every Nth frame: beyond this the heatmap would never change
-MAX_CLIENTS = 1000  # stream viewers at once (each holds a thread)
-MAX_THREADS = 256  # onnxruntime intra-op threads (each an OS thread, made at load)
-MAX_INPUT_SIDE = 4096  # inference input side: activations grow with its square
-_CHANNEL = re.compile(r"channel:[0-9]+")  # ASCII digits only, nothing after (fullmatch)
+__all__ = [  # MAX_*, PRESETS and parse_serve live in fields now; importable here as before
+    "MAX_CLIENTS",
+    "MAX_CONFIG_BYTES",
+    "MAX_EVERY",
+    "MAX_INPUT_SIDE",
+    "MAX_THREADS",
+    "PRESETS",
+    "build_settings",
+    "check_value",
+    "load_config",
+    "normalize_key",
+    "parse_serve",
+    "preset_values",
+]
+
+MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few lines; more is not one
 # flags that are not keys: what a config file says instead
 _FLAG_ONLY = {
     "no_show": "write show = false",
@@ -28,6 +47,14 @@ _FLAG_ONLY = {
     "config": "config is a command-line flag only",
     "source": "the source is the command's argument",
 }
+
+#: the old name of `validate` (same rule, same messages)
+check_value = validate
+
+
+def _colormaps() -> list[str]:
+    """The colormap names (kept for callers of the old helper; see `colormap_names`)."""
+    return list(colormap_names())
 
 
 def preset_values(name: str) -> dict[str, Any]:
@@ -48,7 +75,10 @@ def preset_values(name: str) -> dict[str, Any]:
             "every": 2,
             "smooth": 0.5,
         }
-    raise LiveheatError(f"unknown preset {name!r}{_did_you_mean(name, PRESETS)}; valid: edge")
+    raise LiveheatError(
+        f"unknown preset {name!r};{did_you_mean(name, PRESETS, before=' ')} "
+        f"valid: {', '.join(PRESETS)}"
+    )
 
 
 def normalize_key(key: str) -> str:
@@ -61,151 +91,37 @@ def normalize_key(key: str) -> str:
     return key.strip().replace("-", "_")
 
 
-def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}" if close else ""
+def _read_capped(p: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; LiveheatError otherwise.
 
-
-def _colormaps() -> list[str]:
-    try:
-        from liveheat.draw.overlay import COLORMAPS
-
-        return list(COLORMAPS)
-    except ImportError:  # overlay not importable: fall back to OpenCV's own names
-        import cv2
-
-        return [n[len("COLORMAP_") :].lower() for n in dir(cv2) if n.startswith("COLORMAP_")]
-
-
-def _type_name(tp: Any) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
-    args = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
-    return " or ".join(names.get(a, getattr(a, "__name__", str(a))) for a in args)
-
-
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(Settings)
-
-
-def check_value(key: str, value: Any, *, where: str = "") -> Any:
-    """Validate one setting (type and range) and return it in its canonical form.
-
-    `key` must be a `Settings` field name. `where` names the source for the message
-    (e.g. "in liveheat.toml"). Bad values raise `LiveheatError` saying what was expected.
-
-    Examples:
-        >>> check_value("alpha", 1)
-        1.0
-        >>> check_value("method", "channel:7")
-        'channel:7'
+    Opened without blocking and checked before reading, so a FIFO, a device (/dev/zero) or a
+    folder is refused at once instead of hanging or filling memory.
     """
-    hints = _hints()
-    if key not in hints or key.startswith("_"):
-        raise LiveheatError(
-            f"unknown key {key!r}{(' ' + where) if where else ''}"
-            f"{_did_you_mean(key, Settings.keys())}; valid: {', '.join(Settings.keys())}"
-        )
-    tp = hints[key]
-    allowed = set(typing.get_args(tp)) or {tp}
-    loc = f" {where}" if where else ""
-
-    def bad(expected: str) -> LiveheatError:
-        return LiveheatError(f"{key} = {value!r}{loc}: expected {expected}")
-
-    if key == "serve" and isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)  # serve = 8080 in a config file
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise bad(_type_name(tp))
-    if isinstance(value, bool):
-        if bool not in allowed:
-            raise bad(_type_name(tp))
-    elif isinstance(value, int):
-        if int in allowed:
-            pass
-        elif float in allowed:
-            value = float(value)
-        else:
-            raise bad(_type_name(tp))
-    elif isinstance(value, float):
-        if float not in allowed:
-            raise bad(_type_name(tp))
-        if not math.isfinite(value):
-            raise bad("a finite number")
-    elif isinstance(value, str):
-        if str not in allowed:
-            raise bad(_type_name(tp))
-    else:
-        raise bad(_type_name(tp))
-    return _check_range(key, value, bad)
-
-
-def _check_range(key: str, value: Any, bad) -> Any:
-    if key == "alpha" and not 0.0 <= value <= 1.0:
-        raise bad("a number in [0, 1]")
-    if key == "threshold" and not 0.0 <= value <= 1.0:
-        raise bad("a number in [0, 1]")
-    if key == "smooth" and not 0.0 <= value < 1.0:
-        raise bad("a number in [0, 1) (0 = off)")
-    if key == "every" and not 1 <= value <= MAX_EVERY:
-        raise bad(f"an integer in [1, {MAX_EVERY}]")
-    if key == "threads" and not 1 <= value <= MAX_THREADS:
-        raise bad(f"an integer in [1, {MAX_THREADS}]")
-    if key == "max_clients" and not 1 <= value <= MAX_CLIENTS:
-        raise bad(f"an integer in [1, {MAX_CLIENTS}]")
-    if key == "jpeg_quality" and not 1 <= value <= 100:
-        raise bad("an integer in [1, 100]")
-    if key == "max_fps" and value <= 0:
-        raise bad("a number > 0")
-    if key == "input_size" and (value < 32 or value % 32 or value > MAX_INPUT_SIDE):
-        raise bad(f"a multiple of 32 in [32, {MAX_INPUT_SIDE}] (e.g. 160, 224)")
-    if key == "method" and value not in METHODS_FIXED and not _CHANNEL.fullmatch(value):
-        raise bad(
-            f"one of {', '.join(METHODS_FIXED)} or channel:K"
-            f"{_did_you_mean(value, METHODS_FIXED).replace(';', ',')}"
-        )
-    if key == "mode" and value not in MODES:
-        raise bad(f"one of {', '.join(MODES)}{_did_you_mean(value, MODES).replace(';', ',')}")
-    if key == "norm" and value not in NORMS:
-        raise bad(f"one of {', '.join(NORMS)}{_did_you_mean(value, NORMS).replace(';', ',')}")
-    if key == "colormap":
-        names = _colormaps()
-        if value not in names:
-            raise bad(f"one of {', '.join(names)}{_did_you_mean(value, names).replace(';', ',')}")
-    if key == "preset" and value not in PRESETS:
-        raise bad(f"one of {', '.join(PRESETS)}")
-    if key == "serve":
-        parse_serve(value)
-    return value
-
-
-def parse_serve(spec: str | int) -> tuple[str, int]:
-    """`--serve` value to (host, port): `8080` binds loopback, `0.0.0.0:8080` every interface.
-
-    Examples:
-        >>> parse_serve("8080")
-        ('127.0.0.1', 8080)
-        >>> parse_serve("0.0.0.0:8080")
-        ('0.0.0.0', 8080)
-        >>> parse_serve("[::1]:8080")
-        ('::1', 8080)
-    """
-    text = str(spec).strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host = "127.0.0.1"
-    host = host.strip("[]") or "127.0.0.1"
     try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise LiveheatError(f"config file {str(p)!r} not found; check the path") from None
+    except OSError as e:
+        raise LiveheatError(f"cannot read config file {str(p)!r}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise LiveheatError(f"config file {str(p)!r} is a folder; give a .toml file")
         raise LiveheatError(
-            f"bad --serve value {text!r}: expected [HOST:]PORT with PORT in 0..65535 "
-            "(e.g. 8080 for this machine only, 0.0.0.0:8080 for every interface)"
+            f"config file {str(p)!r} is not a regular file (a pipe or device); give a .toml file"
         )
-    return host, port
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise LiveheatError(f"cannot read config file {str(p)!r}: {e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise LiveheatError(
+            f"config file {str(p)!r} is over {MAX_CONFIG_BYTES // (1 << 20)} MiB; "
+            "a settings file is a few lines of key = value"
+        )
+    return raw
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -214,7 +130,8 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     Keys are `Settings` field names, written with `_` or `-` (`max_fps` or `max-fps`); for the
     inverted flags that means `show = false` and `hud = false` (not `no-show`, `no-hud`), and
     flags that are no setting (`max-frames`) have no key. An unknown key or a wrong type
-    raises `LiveheatError` naming the key and the file (and what to write instead).
+    raises `LiveheatError` naming the key and the file (and what to write instead); so does a
+    file that is no regular file, is over 1 MiB, or nests too deeply to parse.
 
     Examples:
         >>> import tempfile, pathlib
@@ -234,18 +151,18 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             ) from None
     p = Path(path)
     name = p.name
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise LiveheatError(f"config file {str(p)!r} not found; check the path") from None
-    except OSError as e:
-        raise LiveheatError(f"cannot read config file {str(p)!r}: {e.strerror or e}") from None
+    raw = _read_capped(p)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise LiveheatError(f"{name} is not UTF-8 text; save it as a UTF-8 TOML file") from None
     except tomllib.TOMLDecodeError as e:
         raise LiveheatError(f"{name} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise LiveheatError(
+            f"{name} nests too deeply to read; write settings as plain top-level keys "
+            "(alpha = 0.5)"
+        ) from None
     out: dict[str, Any] = {}
     for key, value in data.items():
         field = normalize_key(key)
@@ -256,14 +173,14 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             )
         if field in _FLAG_ONLY:
             raise LiveheatError(f"unknown key {key!r} in {name}; {_FLAG_ONLY[field]}")
-        if field not in Settings.keys():
+        if field not in SPECS:
             raise LiveheatError(
-                f"unknown key {key!r} in {name}{_did_you_mean(field, Settings.keys())}; "
-                f"valid: {', '.join(Settings.keys())}"
+                f"unknown key {key!r} in {name};{did_you_mean(field, SPECS, before=' ')} "
+                f"valid: {', '.join(SPECS)}"
             )
         if field in out:
             raise LiveheatError(f"{name} sets {field} twice ({key!r}); keep one")
-        out[field] = check_value(field, value, where=f"in {name}")
+        out[field] = validate(field, value, where=f"in {name}")
     return out
 
 
@@ -285,18 +202,14 @@ def build_settings(
         ('int8', 3, 160)
     """
     given = {normalize_key(k): v for k, v in (flags or {}).items() if v is not None}
-    for k in given:
-        if k not in Settings.keys():
-            raise LiveheatError(f"unknown setting {k!r}; valid: {', '.join(Settings.keys())}")
+    checked = {k: validate(k, v) for k, v in given.items()}
     from_file = load_config(config) if config is not None else {}
-    name = preset or given.get("preset") or from_file.get("preset")
+    name = preset or checked.get("preset") or from_file.get("preset")
     values: dict[str, Any] = {}
     if name:
         values.update(preset_values(name))
-        values["preset"] = name
     values.update(from_file)
     if name:
         values["preset"] = name
-    for k, v in given.items():
-        values[k] = check_value(k, v)
+    values.update(checked)
     return Settings(**values)

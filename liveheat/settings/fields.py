@@ -1,83 +1,376 @@
-"""The Settings dataclass: every setting a flag, key, config file or page can change."""
+"""The Settings dataclass and its specs: one rule per field, checked by one `validate`.
+
+Each field is declared once, with its default, type (the annotation), range or choices,
+whether it may change mid-run, and its help text; flags, config files, keys, the stream page
+and the API all check values through `validate`, so a bad value reads the same everywhere.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+import numbers
+import re
 import threading
+import typing
 from dataclasses import dataclass, field
+from typing import Any
 
-METHODS_FIXED = ("cam", "eigen", "mean", "max", "norm")
-#: the settings that shape the drawing and may change mid-run (a key, the stream page, the API);
-#: the pipeline undoes a change among these that cannot be drawn
-DRAWING_FIELDS = (
-    "method",
-    "target",
-    "colormap",
-    "alpha",
-    "mode",
-    "norm",
-    "threshold",
-    "panels",
-    "hud",
-    "smooth",
+from liveheat._common.text import did_you_mean
+from liveheat.settings.rules import (  # noqa: F401 - the vocabularies are imported from here too
+    _CHANNEL,
+    _SHOWN,
+    HUD_PARTS,
+    MAX_CLIENTS,
+    MAX_EVERY,
+    MAX_INPUT_SIDE,
+    MAX_THREADS,
+    METHODS,
+    METHODS_FIXED,
+    MODES,
+    NORMS,
+    PRESETS,
+    SCALES,
+    SERVE_FORMAT,
+    SMOOTHERS,
+    SettingError,
+    Spec,
+    _shown,
+    _split_serve,
+    colormap_names,
+    hud_parts,
+    parse_serve,
 )
-MODES = ("color", "gray", "mask", "transparent")
-NORMS = ("minmax", "percentile", "sigmoid", "fixed", "none")
+
+#: the video codecs a file may be written with (outputs/codecs.py has their table)
+VIDEO_CODECS = ("h264", "hevc", "vp9", "av1", "mjpeg", "mpeg4")
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """A duration as seconds: `30s`, `10m`, `1h`, `1h30m`, `90` (seconds); None when it is not
+    one, or shorter than 1 s.
+
+    Examples:
+        >>> parse_duration("10m"), parse_duration("1h30m"), parse_duration("90")
+        (600.0, 5400.0, 90.0)
+        >>> parse_duration("soon") is None, parse_duration("0s") is None
+        (True, True)
+    """
+    if text is None or isinstance(text, bool):
+        return None
+    words = str(text).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", words)
+    if not words or m is None or not any(m.groups()):
+        return None
+    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+    seconds = 3600 * h + 60 * mins + secs
+    return seconds if 1 <= seconds < 10**9 else None
+
+
+def _setting(default: Any, help: str, **rule: Any) -> Any:
+    """A dataclass field whose metadata holds its Spec (completed once the class exists)."""
+    return field(default=default, metadata={"spec": Spec(help, **rule)})
+
+
+def _drawing(default: Any, help: str, **rule: Any) -> Any:
+    return _setting(default, help, live=True, drawing=True, **rule)
 
 
 @dataclass
 class Settings:
-    """Everything that shapes a run. Field names equal the long command-line flags."""
+    """Everything that shapes a run. Field names equal the long command-line flags.
+
+    Every value is checked by its spec (`SPECS`), on construction and in `update()`; a bad one
+    raises `SettingError` (a `LiveheatError` and a `ValueError`) saying what was expected.
+
+    Examples:
+        >>> Settings(alpha=0.7, colormap="COLORMAP_TURBO").colormap
+        'turbo'
+        >>> Settings(alpha=2)
+        Traceback (most recent call last):
+        ...
+        liveheat.settings.rules.SettingError: alpha = 2: expected a number in [0, 1]
+    """
 
     # model / heatmap
-    model: str | None = None  # None: bundled fp32; "int8": bundled int8; else a path
-    layer: str | None = None  # None: the model's default feature map
-    method: str = "cam"  # cam | eigen | mean | max | norm | channel:K
-    target: str | int | None = None  # class index or name; None = top-1
-    input_size: int | None = None  # inference input side (multiple of 32); None: model default
-    threads: int | None = None  # onnxruntime intra-op threads
+    model: str | None = _setting(
+        None, "'int8' or an .onnx file", default_text="the bundled fp32 model"
+    )
+    layer: str | None = _setting(None, "feature map to explain (see: liveheat layers)")
+    method: str = _drawing(
+        "cam",
+        "how the features become a map",
+        choices=METHODS_FIXED,
+        pattern=(_CHANNEL.pattern, "channel:K"),
+        metavar="{" + ",".join(METHODS) + "}",
+    )
+    target: str | int | None = _drawing(
+        "auto",
+        "the class a CAM explains: auto (on video, held until another class leads clearly), "
+        "top1 (each frame's top class), or a class index or name",
+    )
+    input_size: int | None = _setting(
+        None,
+        "inference input side",
+        default_text="the model's",
+        range=f"[32, {MAX_INPUT_SIDE}]",
+        step=32,
+        note="e.g. 160, 224",
+        metavar="PX",
+    )
+    threads: int | None = _setting(
+        None,
+        "onnxruntime threads",
+        range=f"[1, {MAX_THREADS}]",
+        default_text="the cores but one",
+        metavar="N",
+    )
     # drawing
-    colormap: str = "jet"
-    alpha: float = 0.5
-    mode: str = "color"
-    norm: str = "minmax"
-    threshold: float | None = None
-    panels: bool = False
-    hud: bool = True
+    colormap: str = _drawing(
+        "jet",
+        "OpenCV colormap: jet, turbo, inferno, viridis, ... (any cv2.COLORMAP_*)",
+        choices=colormap_names,
+        prefix="colormap_",
+        metavar="NAME",
+    )
+    alpha: float = _drawing(0.5, "heatmap opacity", range="[0, 1]")
+    mode: str = _drawing("color", "how the map is drawn", choices=MODES)
+    norm: str = _drawing("minmax", "how the map is scaled to [0, 1]", choices=NORMS)
+    threshold: float | None = _drawing(None, "hide heat below this", range="[0, 1]")
+    panels: bool = _drawing(False, "side by side: original | heatmap | overlay")
+    hud: bool = _drawing(True, "no text or colour bar on the frames", flag="--no-hud")
+    hud_parts: str = _drawing(
+        "auto",
+        "what the HUD draws: auto (label,bar when a file is written, else all), all, or parts "
+        "from label (the class and method), bar (the colour scale), perf (fps, time per frame)",
+        check=lambda v: hud_parts(v) is not None,
+        expected="auto, all, or a comma list of label, bar, perf",
+        flag="--hud",
+        metavar="PARTS",
+    )
     # video
-    smooth: float = 0.0  # EMA factor in [0, 1): 0 = off
-    every: int = 1  # infer on every Nth frame
-    max_fps: float | None = None
-    paused: bool = False  # live: hold the current frame (space key, stream page)
+    smooth: float = _drawing(
+        0.75, "temporal smoothing of the maps on video", range="[0, 1)", note="0 = off"
+    )
+    smoother: str = _drawing(
+        "euro",
+        "euro: adaptive, little lag on motion; ema: a plain moving average",
+        choices=SMOOTHERS,
+    )
+    scale: str = _drawing(
+        "steady",
+        "colour range on video with --norm minmax: steady within a shot, or each map's own",
+        choices=SCALES,
+    )
+    vmin: float | None = _drawing(None, "with --norm fixed: the map value drawn coldest")
+    vmax: float | None = _drawing(None, "with --norm fixed: the map value drawn hottest")
+    every: int = _setting(
+        1, "infer on every Nth frame", range=f"[1, {MAX_EVERY}]", live=True, metavar="N"
+    )
+    max_fps: float | None = _setting(
+        None, "read at most this many frames a second", range="(0, inf)"
+    )
+    paused: bool = _setting(
+        False, "hold the current frame (space key, stream page)", live=True, flag=None
+    )
     # outputs
-    show: bool = True
-    output: str | None = None
-    dump_maps: str | None = None
-    serve: str | None = None  # [HOST:]PORT
-    token: str | None = None
-    jpeg_quality: int = 80
-    max_clients: int = 8
-    preset: str | None = None
+    show: bool = _setting(True, "no window, even with a display", flag="--no-show")
+    output: str | None = _setting(
+        None, "video file: .mp4 .mov .mkv .webm .avi", short="-o", metavar="OUT"
+    )
+    codec: str | None = _setting(
+        None,
+        "video codec of the file",
+        choices=VIDEO_CODECS,
+        default_text="by extension: h264 for .mp4 .mov .mkv, vp9 for .webm, mjpeg for .avi",
+    )
+    crf: int | None = _setting(
+        None,
+        "video quality, lower is better and larger (mjpeg, mpeg4: their quantiser 2-31)",
+        range="[0, 63]",
+        default_text="the codec's: h264 22, vp9 31",
+        metavar="N",
+    )
+    encoder_preset: str | None = _setting(
+        None,
+        "encoder speed: x264 ultrafast..veryslow, vp9 cpu-used 0-8, av1 0-13",
+        default_text="the codec's: h264 superfast, vp9 8",
+        metavar="NAME",
+        int_as_str=True,
+    )
+    audio: bool = _setting(
+        True, "leave the source's sound out of the video file", flag="--no-audio"
+    )
+    segment: str | None = _setting(
+        None,
+        "start a new video file every DURATION, each named by its start time",
+        check=lambda v: parse_duration(v) is not None,
+        expected="a duration of at least 1 s such as 30s, 10m, 1h or 90 (seconds)",
+        int_as_str=True,
+        metavar="DURATION",
+    )
+    dump_maps: str | None = _setting(None, "save the raw heatmaps (npz)", metavar="MAPS.npz")
+    serve: str | None = _setting(
+        None,
+        "serve the stream to browsers (8080: this machine only; 0.0.0.0:8080: every interface)",
+        check=lambda v: _split_serve(v) is not None,
+        expected=SERVE_FORMAT,
+        int_as_str=True,
+        metavar="[HOST:]PORT",
+    )
+    token: str | None = _setting(
+        None, "every request needs ?token= or a Bearer header", default_text="$LIVEHEAT_TOKEN"
+    )
+    jpeg_quality: int = _setting(80, "stream JPEG quality", range="[1, 100]", metavar="Q")
+    max_clients: int = _setting(
+        8, "stream viewers at once", range=f"[1, {MAX_CLIENTS}]", metavar="N"
+    )
+    preset: str | None = _setting(
+        None,
+        "edge: int8 model, cores-1 threads, 160 px input, --every 2, smoothing on",
+        choices=PRESETS,
+    )
     # live changes from several threads go through this lock
     _lock: threading.Lock = field(
         default_factory=threading.Lock, init=False, repr=False, compare=False
     )
 
+    def __post_init__(self) -> None:
+        for name in SPECS:
+            setattr(self, name, validate(name, getattr(self, name)))
+
     @classmethod
     def keys(cls) -> list[str]:
         """The public field names (the keys a config file may use)."""
-        return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+        return list(SPECS)
 
-    def update(self, **changes) -> None:
-        """Change fields atomically; an unknown name raises ValueError naming it."""
-        unknown = [k for k in changes if k not in self.keys()]
-        if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r}; valid: {', '.join(self.keys())}")
+    def update(self, **changes: Any) -> None:
+        """Check every change, then apply them all atomically; a bad one changes nothing.
+
+        Examples:
+            >>> s = Settings()
+            >>> s.update(alpha=0.25, mode="MASK"); (s.alpha, s.mode)
+            (0.25, 'mask')
+        """
+        checked = {k: validate(k, v) for k, v in changes.items()}
         with self._lock:
-            for k, v in changes.items():
+            for k, v in checked.items():
                 setattr(self, k, v)
 
+    def check(self) -> None:
+        """Check every field again (catches values assigned directly, bypassing `update`)."""
+        for name in SPECS:
+            validate(name, getattr(self, name))
+
     def snapshot(self) -> Settings:
-        """A consistent copy for one frame's work."""
+        """A consistent copy for one frame's work (its own lock; the values are not rechecked)."""
         with self._lock:
-            return dataclasses.replace(self)
+            snap = copy.copy(self)
+        snap._lock = threading.Lock()
+        return snap
+
+
+def _complete_specs() -> dict[str, Spec]:
+    hints = typing.get_type_hints(Settings)
+    specs = {}
+    for f in dataclasses.fields(Settings):
+        if f.name.startswith("_"):
+            continue
+        args = typing.get_args(hints[f.name]) or (hints[f.name],)
+        types = tuple(a for a in args if a is not type(None))
+        specs[f.name] = dataclasses.replace(
+            f.metadata["spec"],
+            name=f.name,
+            default=f.default,
+            types=types,
+            optional=type(None) in args,
+        )
+    return specs
+
+
+#: the rule of every setting, by field name, in the dataclass's order
+SPECS: dict[str, Spec] = _complete_specs()
+#: the settings that may change mid-run (a key, the stream page, the API)
+LIVE_FIELDS: tuple[str, ...] = tuple(k for k, s in SPECS.items() if s.live)
+#: the live settings that shape the drawing: the pipeline undoes a change among these that
+#: cannot be drawn (pausing or --every are never undone)
+DRAWING_FIELDS: tuple[str, ...] = tuple(k for k, s in SPECS.items() if s.drawing)
+
+
+def validate(key: str, value: Any, *, where: str = "") -> Any:
+    """Check one setting against its spec and return it in canonical form.
+
+    `where` names the source for the message ("in liveheat.toml", "from --alpha"). A bad value
+    raises `SettingError` saying the key, the value and what was expected, the same words
+    whichever way the value came. Numbers: an integer is a fine float (``alpha = 1``);
+    words: case-insensitive (``COLORMAP_JET`` is ``jet``).
+
+    Examples:
+        >>> validate("alpha", 1)
+        1.0
+        >>> validate("colormap", "COLORMAP_JET")
+        'jet'
+        >>> validate("method", "channel:7")
+        'channel:7'
+        >>> validate("alpha", 2, where="in x.toml")
+        Traceback (most recent call last):
+        ...
+        liveheat.settings.rules.SettingError: alpha = 2 in x.toml: expected a number in [0, 1]
+    """
+    spec = SPECS.get(key)
+    loc = f" {where}" if where else ""
+    if spec is None:
+        raise SettingError(
+            f"unknown key {_shown(key)}{loc};{did_you_mean(key, SPECS, before=' ')} "
+            f"valid: {', '.join(SPECS)}"
+        )
+
+    def bad(expected: str) -> SettingError:
+        return SettingError(f"{key} = {_shown(value)}{loc}: expected {expected}")
+
+    out = value
+    if value is None:
+        if spec.optional:
+            return None
+        raise bad(spec.kind())
+    if isinstance(value, bool):
+        if bool not in spec.types:
+            raise bad(spec.wanted() if spec.range is None else spec.kind())
+    elif isinstance(value, numbers.Integral):
+        if int in spec.types:
+            out = int(value)
+        elif float in spec.types:
+            out = float(value)
+        elif spec.int_as_str:
+            out = str(int(value))
+        else:
+            raise bad(spec.kind())
+    elif isinstance(value, numbers.Real):
+        if float not in spec.types:
+            raise bad(spec.kind())
+        out = float(value)
+        if not math.isfinite(out):
+            raise bad("a finite number")
+    elif isinstance(value, str):
+        if str not in spec.types:
+            raise bad(spec.kind())
+    else:
+        raise bad(spec.kind())
+    if isinstance(out, bool):
+        return out
+    if isinstance(out, (int, float)):
+        if not spec.in_range(out):
+            raise bad(spec.wanted())
+        return out
+    if spec.choices is not None:
+        word = out.lower()
+        if spec.prefix and word.startswith(spec.prefix):
+            word = word[len(spec.prefix) :]
+        choices = spec.choice_list()
+        if word in choices or (spec.pattern and re.fullmatch(spec.pattern[0], word)):
+            return word
+        raise bad(spec.wanted() + did_you_mean(word, choices, before="; "))
+    if spec.check is not None and not spec.check(out):
+        raise bad(spec.wanted())
+    return out
