@@ -1,5 +1,6 @@
 """Sources: the bundled clip, image sequences, a 29.97 fps file, truncated files, an MJPEG camera
-stand-in over HTTP, live pacing with drops, and clear errors for what cannot be opened."""
+stand-in over HTTP, live pacing with drops, and clear errors for what cannot be opened.
+(Video files in depth, through PyAV: tests/test_file_reader.py.)"""
 
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ def test_clip_hands_over_every_frame_in_order_with_source_time():
     assert frames[0].image.dtype == np.uint8
     assert src.dropped == 0 and src.error is None
     direct = read_frames(CLIP)
-    for i in (0, 57, CLIP_FRAMES - 1):  # the same pixels OpenCV decodes itself
-        assert np.array_equal(frames[i].image, direct[i])
+    for i in (0, 57, CLIP_FRAMES - 1):  # the pixels OpenCV decodes (the same FFmpeg)
+        assert _mad(frames[i].image, direct[i]) < 2
     assert not np.array_equal(frames[0].image, frames[-1].image)
 
 
@@ -74,7 +75,12 @@ def test_fractional_fps_is_kept_exact(tmp_path, small_frames):
     assert src.fps == 30000 / 1001  # not 29, not 30, not 29.97
     assert len(frames) == len(small_frames)
     assert all(f.fps == 30000 / 1001 for f in frames)
-    assert frames[7].timestamp == pytest.approx(7 * 1001 / 30000, abs=1e-12)
+    # each frame keeps the file's own time: OpenCV stores 29.97 rounded (400/11988 s a
+    # frame), within a microsecond of 1001/30000
+    step = frames[1].pts - frames[0].pts
+    assert [f.pts for f in frames] == [frames[0].pts + step * i for i in range(len(frames))]
+    assert frames[7].timestamp == float((frames[7].pts - frames[0].pts) * frames[7].time_base)
+    assert frames[7].timestamp == pytest.approx(7 * 1001 / 30000, abs=1e-6)
 
 
 def test_exact_fps_snaps_ntsc_rates_only():
@@ -100,7 +106,7 @@ def test_truncated_mp4_gives_the_readable_frames_then_an_error(tmp_path):
     assert "truncated" in src.error
     original = read_frames(CLIP, limit=len(frames))
     for i in (0, len(frames) // 2):  # what was readable is the real video
-        assert np.array_equal(frames[i].image, original[i])
+        assert _mad(frames[i].image, original[i]) < 2
 
 
 def test_mp4_cut_before_its_index_fails_clearly(tmp_path):

@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
-from liveheat._common.text import _close, _first_line
+from liveheat._common.text import _first_line, did_you_mean
 from liveheat.errors import LiveheatError
 from liveheat.model.bundled import resolve_model
-from liveheat.model.features import Features, Geometry, LayerInfo, effective_stride
+from liveheat.model.features import Features, LayerInfo, effective_stride
 from liveheat.model.graph import _Graph
+from liveheat.model.head import find_head
+from liveheat.model.layers import layer_list, pick_layer
+from liveheat.model.layout import channels_last
 from liveheat.model.onnxfile import _check_preprocessing_metadata, _labels, _load_onnx
-from liveheat.model.preprocess import (
-    _BLOB_PARAMS,
-    CHANNEL_ORDERS,
-    DEFAULT_MEAN,
-    DEFAULT_SCALE,
-    DEFAULT_SIZE,
-    DEFAULT_STD,
-    RESIZES,
-    _check_frame,
-    _floats,
-    _resize,
-    _size,
-    _to_uint8,
-)
+from liveheat.model.preprocess import Preprocessor
 from liveheat.settings.config import MAX_THREADS
 
 _QUIET_RUN = ort.RunOptions()  # read-only once made: shared by every thread's run()
@@ -55,8 +43,8 @@ def _providers(requested) -> list[str]:
             if full not in chosen:
                 chosen.append(full)
         else:
-            hint = _close(str(name), known, 1) if full is None else ""
-            missing.append(f"{name!r}" + (f" ({hint[2:]})" if len(hint) > 1 else ""))
+            hint = did_you_mean(name, known, n=1) if full is None else ""
+            missing.append(f"{name!r}" + (f" ({hint})" if hint else ""))
     if missing:
         warnings.warn(
             f"onnxruntime provider {', '.join(missing)} not available here "
@@ -69,27 +57,99 @@ def _providers(requested) -> list[str]:
     return chosen
 
 
+def _session(
+    graph: _Graph,
+    fetch: list[str],
+    providers: list[str],
+    threads: int | None,
+    spinning: bool | None,
+) -> ort.InferenceSession:
+    """An onnxruntime session of the graph with `fetch` as its outputs."""
+    # onnxruntime logs its own [E:onnxruntime...] lines even at ERROR (3); 4 = FATAL only, so
+    # a bad model or a failing node reaches the user as our one LiveheatError line
+    ort.set_default_logger_severity(4)
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    so.inter_op_num_threads = 1
+    if threads is not None:
+        if not 1 <= int(threads) <= MAX_THREADS:  # each is an OS thread, made at load
+            raise LiveheatError(
+                f"bad threads {threads!r}; expected a whole number in [1, {MAX_THREADS}]"
+            )
+        so.intra_op_num_threads = int(threads)
+    if spinning is False:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    payload = graph.with_outputs(fetch)
+    try:
+        return ort.InferenceSession(payload, sess_options=so, providers=providers)
+    except Exception as e:  # onnxruntime raises its own (Fail, InvalidGraph, ...)
+        raise LiveheatError(
+            f"onnxruntime cannot load {graph.model_name}: {_first_line(e)}"
+        ) from None
+
+
+def _logits_size(graph: _Graph, logits: str | None) -> int | None:
+    """How many scores the logits output holds, when its shape says so (else None)."""
+    shp = graph.shape(logits) if logits else None
+    return shp[-1] if shp and isinstance(shp[-1], int) and shp[-1] > 0 else None
+
+
+def _delegate(name: str, doc: str) -> property:
+    """A Backbone attribute that is its Preprocessor's `name` (read and written there)."""
+
+    def get(self: Backbone):
+        return getattr(self.preprocess, name)
+
+    def put(self: Backbone, value) -> None:
+        setattr(self.preprocess, name, value)
+
+    return property(get, put, doc=doc)
+
+
 class Backbone:
     """An ONNX CNN that turns frames into Features (feature map + class scores).
 
-    `model`: None = bundled EfficientNet-Lite0 fp32, "int8" = its int8 twin, else a path.
-    `layer`: any 4-D tensor name (see `layers()`); default = the map the classifier pools.
-    Preprocessing comes from the model's `liveheat.*` metadata unless given here:
-    `input_size` (side or (H, W)), `mean`, `std`, `scale` (x = (pixel * scale - mean) / std),
-    `channel_order` ("RGB"/"BGR"), `resize` ("stretch"/"letterbox"). Frames are resized with
-    one bilinear step (the model card's preprocessing); `antialias=True` averages first when
-    shrinking by 2x or more (closer to INTER_AREA on HD video, ~0.15 ms more per frame).
-    `providers`: onnxruntime provider names (unavailable ones fall back to CPU with a warning);
-    `threads`: intra-op threads; `spinning=False` stops idle worker threads spinning (use it
-    when the session runs inside a threaded pipeline).
+    Preprocessing comes from the model's `liveheat.*` metadata unless given here
+    (`Preprocessor.for_model`). Safe to call from several threads at once.
+
+    Args:
+        model: None = the bundled EfficientNet-Lite0 fp32, "int8" = its int8 twin, else the
+            path of an ONNX model with one image input (N,C,H,W or N,H,W,C; 1 or 3 channels).
+        layer: the 4-D tensor the maps come from (see `layers()`); default: the map the
+            classifier pools (where `cam` works), else the model's last 4-D output.
+        providers: onnxruntime provider names ("cuda" or "CUDAExecutionProvider"); those
+            unavailable here fall back to CPU with a warning.
+        threads: onnxruntime intra-op threads, 1 to `MAX_THREADS`; default: its own choice.
+        input_size, mean, std, scale, channel_order, resize: as for `Preprocessor`
+            (x = (pixel * scale - mean) / std); None: from the model's metadata.
+        spinning: False stops idle onnxruntime worker threads spinning (use it when the
+            session runs inside a threaded pipeline).
+        antialias: average first when shrinking by 2x or more (closer to INTER_AREA on HD
+            video, ~0.15 ms more per frame).
+
+    Attributes:
+        preprocess: the `Preprocessor`: ``bb.preprocess(frame) -> (blob, Geometry)``.
+        model_path, metadata, labels, layer, head_layer, providers, session: what was
+            loaded; `input_size`, `mean`, `std`, `scale`, `channel_order`, `resize`,
+            `antialias`: the preprocessing's.
+
+    Raises:
+        LiveheatError: a missing or unreadable model, a model liveheat cannot run (no image
+            input, several inputs), an unknown or non-4-D layer, bad preprocessing values.
 
     Examples:
-        >>> bb = Backbone()                                # bundled fp32 model
-        >>> feats = bb(cv2.imread("cat.jpg"))              # doctest: +SKIP
-        >>> feats.top(1)                                   # doctest: +SKIP
-        [(285, 'Egyptian cat', 0.62)]
-        >>> Backbone("resnet18.onnx", layer="/layer3/relu/Relu_output_0")  # doctest: +SKIP
+        >>> bb = Backbone()                                # the bundled fp32 model
+        >>> bb.input_size, bb.layer, bb.head_layer
+        ((224, 224), 'features', 'features')
+        >>> feats = bb(np.full((480, 640, 3), 127, np.uint8))
+        >>> feats.maps.shape, feats.logits.shape
+        ((1280, 7, 7), (1000,))
+        >>> Backbone(layer="featurs")                      # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        liveheat.errors.LiveheatError: unknown layer 'featurs'; did you mean 'features'...
     """
+
+    preprocess: Preprocessor
 
     def __init__(
         self,
@@ -108,14 +168,13 @@ class Backbone:
         antialias: bool = False,
     ) -> None:
         self.model_path = resolve_model(model)
-        self._lock = threading.Lock()
         proto = _load_onnx(self.model_path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self._graph = _Graph(proto, self.model_path.name)
         g = self._graph
         md = self.metadata
 
-        self._input_name, self._nhwc, self._in_channels, static_hw, self._in_dtype = g.image_input()
+        self._input_name, nhwc, in_channels, static_hw, in_dtype = g.image_input()
         _check_preprocessing_metadata(
             md,
             self.model_path.name,
@@ -127,68 +186,31 @@ class Backbone:
             },
         )
         self._logits_name = g.logits_output(md.get("liveheat.logits_output"))
-        self.labels = _labels(md, self.model_path.name, self._logits_size())
+        self.labels = _labels(md, self.model_path.name, _logits_size(g, self._logits_name))
         self._check_labels = self.labels is not None and "liveheat.labels" in md
-        self._head = g.head(self._logits_name) if self._logits_name else None
-        self.layer = g.pick_layer(layer, md, self._head)
-        self._maps_nhwc = g.channels_last(self.layer, self._input_name, self._nhwc)
+        self._head = find_head(g, self._logits_name) if self._logits_name else None
+        self._layers = layer_list(g)
+        self.layer = pick_layer(g, self._layers, layer, md, self._head)
+        self._maps_nhwc = channels_last(g, self.layer, self._input_name, nhwc)
         self._probs_out = bool(self._logits_name) and g.producer_op(self._logits_name) == "Softmax"
-
-        # preprocessing: arguments > metadata > defaults
-        self._multiple = 32 if "liveheat.input_size" in md else 1
-        self._static_hw = static_hw
-        given = {"mean": mean, "std": std, "scale": scale}
-        meta = {k: md.get(f"liveheat.{k}") for k in given}
-        if all(v is None for v in (*given.values(), *meta.values())):
-            defaults = {"mean": DEFAULT_MEAN, "std": DEFAULT_STD, "scale": DEFAULT_SCALE}
-        else:  # a model or caller that states any of them: the rest are neutral
-            defaults = {"mean": 0.0, "std": 1.0, "scale": 1.0}
-        norm = {k: given[k] if given[k] is not None else meta[k] for k in given}
-        norm = {k: defaults[k] if v is None else v for k, v in norm.items()}
-        nc = self._in_channels
-        self.scale = _floats(norm["scale"], "scale")[0]
-        self.mean = _floats(norm["mean"], "mean", 3)[:nc]
-        self.std = _floats(norm["std"], "std", 3)[:nc]
-        if self.scale == 0 or min(abs(v) for v in self.std) == 0:
-            raise LiveheatError(f"bad std {self.std} / scale {self.scale}; they must be non-zero")
-        order = (channel_order or md.get("liveheat.channel_order", "RGB")).upper()
-        if order not in CHANNEL_ORDERS:
-            raise LiveheatError(f"bad channel order {order!r}; expected RGB or BGR")
-        self.channel_order = order
-        policy = (resize or md.get("liveheat.resize", "stretch")).lower()
-        if policy not in RESIZES:
-            raise LiveheatError(
-                f"bad resize {policy!r}{_close(policy, RESIZES)} valid: stretch, letterbox"
-            )
-        self.resize = policy
-        self.antialias = bool(antialias)
-        self._tls = threading.local()  # per-thread preprocessing buffers
-        self.input_size = input_size  # property: validates, rounds, allocates the input buffer
-
-        # session
+        self.preprocess = Preprocessor.for_model(
+            md,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            scale=scale,
+            channel_order=channel_order,
+            resize=resize,
+            antialias=antialias,
+            channels=in_channels,
+            channels_last=nhwc,
+            dtype=in_dtype,
+            fixed_size=static_hw,
+            model_name=self.model_path.name,
+        )
         self.providers = _providers(providers)
-        # onnxruntime logs its own [E:onnxruntime...] lines even at ERROR (3); 4 = FATAL only, so
-        # a bad model or a failing node reaches the user as our one LiveheatError line
-        ort.set_default_logger_severity(4)
-        so = ort.SessionOptions()
-        so.log_severity_level = 4
-        so.inter_op_num_threads = 1
-        if threads is not None:
-            if not 1 <= int(threads) <= MAX_THREADS:  # each is an OS thread, made at load
-                raise LiveheatError(
-                    f"bad threads {threads!r}; expected a whole number in [1, {MAX_THREADS}]"
-                )
-            so.intra_op_num_threads = int(threads)
-        if spinning is False:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._fetch = [self.layer] + ([self._logits_name] if self._logits_name else [])
-        payload = g.with_outputs(self._fetch)
-        try:
-            self._session = ort.InferenceSession(payload, sess_options=so, providers=self.providers)
-        except Exception as e:  # onnxruntime raises its own (Fail, InvalidGraph, ...)
-            raise LiveheatError(
-                f"onnxruntime cannot load {self.model_path.name}: {_first_line(e)}"
-            ) from None
+        self._session = _session(g, self._fetch, self.providers, threads, spinning)
         self.providers = self._session.get_providers()
         self._graph.release()
         if self._head is not None and self.layer in self._head.aliases:
@@ -197,33 +219,35 @@ class Backbone:
         else:
             self._cam_weights = None
 
-    def _logits_size(self) -> int | None:
-        """How many scores the logits output holds, when its shape says so (else None)."""
-        shp = self._graph.shape(self._logits_name) if self._logits_name else None
-        return shp[-1] if shp and isinstance(shp[-1], int) and shp[-1] > 0 else None
-
     # ------------------------------------------------------------------ properties
     @property
     def input_size(self) -> tuple[int, int]:
-        """(H, W) the frame is resized to; settable (rounded to 32 for the bundled model)."""
-        return self._input_size
+        """(H, W) the frame is resized to; settable (rounded to 32 for the bundled model).
+
+        A bad size, or another size for a model with a fixed input, raises LiveheatError.
+
+        Examples:
+            >>> bb = Backbone(input_size=300)
+            >>> bb.input_size
+            (288, 288)
+            >>> bb.input_size = (224, 320); bb.input_size
+            (224, 320)
+        """
+        return self.preprocess.input_size
 
     @input_size.setter
-    def input_size(self, value) -> None:
-        if value is None:
-            meta = self.metadata.get("liveheat.input_size")
-            value = meta if meta is not None else (self._static_hw or DEFAULT_SIZE)
-        size = _size(value, self._multiple)
-        if self._static_hw is not None and size != self._static_hw:
-            raise LiveheatError(
-                f"{self.model_path.name} takes a fixed {self._static_hw[0]}x{self._static_hw[1]} "
-                f"input; got input size {size[0]}x{size[1]} (leave the input size unset)"
-            )
-        with self._lock:
-            self._input_size = size
+    def input_size(self, value: int | tuple[int, int] | str | None) -> None:
+        self.preprocess.input_size = value
+
+    mean = _delegate("mean", "per-channel mean, in the model's channel order")
+    std = _delegate("std", "per-channel standard deviation, in the model's channel order")
+    scale = _delegate("scale", "what a pixel is multiplied by before the mean is taken off")
+    channel_order = _delegate("channel_order", '"RGB" or "BGR": the order the model wants')
+    resize = _delegate("resize", '"stretch" or "letterbox"')
+    antialias = _delegate("antialias", "whether big downscales average first")
 
     @property
-    def session(self):
+    def session(self) -> ort.InferenceSession:
         """The onnxruntime InferenceSession (read-only use: options, providers, profiling)."""
         return self._session
 
@@ -240,96 +264,28 @@ class Backbone:
         )
 
     # ------------------------------------------------------------------ frames
-    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """Frame (uint8 BGR; grey, BGRA, 16-bit, float accepted) -> input tensor + geometry.
-
-        The returned tensor may be a buffer reused by the next call: copy it to keep it.
-
-        Examples:
-            >>> blob, geo = Backbone().preprocess(np.zeros((720, 1280, 3), np.uint8))
-            >>> blob.shape, geo.pad
-            ((1, 3, 224, 224), (0, 0, 0, 0))
-        """
-        frame = _check_frame(frame)
-        fh, fw = frame.shape[:2]
-        h, w = self._input_size
-        nc = self._in_channels
-        blob_ok = nc == 3 and not self._nhwc and _BLOB_PARAMS
-        pad = (0, 0, 0, 0)
-        if (
-            blob_ok
-            and self.resize == "stretch"
-            and frame.dtype == np.uint8
-            and frame.ndim == 3
-            and frame.shape[2] == 3
-            and (not self.antialias or fw < 2 * w or fh < 2 * h)
-        ):
-            small = frame  # blobFromImage resizes it: bilinear, the same as cv2.resize
-        else:
-            if self.resize == "stretch":
-                small = _resize(frame, w, h, self.antialias)
-            else:
-                s = min(h / fh, w / fw)
-                nw, nh = min(w, max(1, round(fw * s))), min(h, max(1, round(fh * s)))
-                small = _resize(frame, nw, nh, self.antialias)
-                top, left = (h - nh) // 2, (w - nw) // 2
-                pad = (top, h - nh - top, left, w - nw - left)
-            small = _to_uint8(small, nc)
-            if any(pad):
-                fill = [m / self.scale for m in self.mean]
-                if self.channel_order == "RGB":
-                    fill = fill[::-1]  # the frame is still BGR here
-                small = cv2.copyMakeBorder(
-                    small, *pad, cv2.BORDER_CONSTANT, value=fill + [0.0] * (4 - len(fill))
-                )
-                if small.ndim == 2:
-                    small = small[:, :, None]
-        if blob_ok:
-            # one fused C++ pass: (resize,) channel swap, (x - mean/scale) * scale/std, NCHW
-            blob = cv2.dnn.blobFromImageWithParams(small, self._blob_params(w, h))
-            if self._in_dtype is not np.float32:
-                blob = blob.astype(self._in_dtype)
-            return blob, Geometry((fh, fw), (h, w), pad)
-        shape = (1, h, w, nc) if self._nhwc else (1, nc, h, w)
-        blob = getattr(self._tls, "blob", None)  # one input buffer per calling thread
-        if blob is None or blob.shape != shape:
-            blob = self._tls.blob = np.empty(shape, np.float32)
-        factor = [np.float32(self.scale / s) for s in self.std]
-        offset = [np.float32(m / s) for m, s in zip(self.mean, self.std, strict=True)]
-        for c in range(nc):  # one fused uint8 -> float32 pass per channel, into the buffer
-            src = (nc - 1 - c) if self.channel_order == "RGB" else c
-            dst = blob[0, :, :, c] if self._nhwc else blob[0, c]
-            np.multiply(small[:, :, src], factor[c], out=dst)
-            np.subtract(dst, offset[c], out=dst)
-        if self._in_dtype is not np.float32:
-            blob = blob.astype(self._in_dtype)
-        return blob, Geometry((fh, fw), (h, w), pad)
-
-    def _blob_params(self, w: int, h: int):
-        """cv2.dnn.Image2BlobParams for this preprocessing, made once (and again if changed)."""
-        key = (self.scale, tuple(self.std), tuple(self.mean), self.channel_order, w, h)
-        cached = self.__dict__.get("_blob_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        params = cv2.dnn.Image2BlobParams()
-        params.scalefactor = tuple(self.scale / s for s in self.std) + (0.0,)
-        params.mean = tuple(m / self.scale for m in self.mean) + (0.0,)
-        params.swapRB = self.channel_order == "RGB"
-        params.size = (w, h)
-        params.ddepth = cv2.CV_32F
-        self._blob_cache = (key, params)  # one tuple swap: safe with concurrent callers
-        return params
-
     def __call__(self, frame: np.ndarray) -> Features:
         """Run the model on one frame and return its Features.
 
+        Args:
+            frame: a uint8 BGR frame (grey, BGRA, 16-bit and float are taken too: see
+                `as_bgr_u8` for each dtype's rule).
+
+        Returns:
+            The `Features`: maps (C, h, w) float32 from `layer`, logits, labels, geometry.
+
+        Raises:
+            LiveheatError: `frame` is not an image, or the model fails on it.
+
         Examples:
-            >>> feats = Backbone()(frame)                  # doctest: +SKIP
-            >>> feats.maps.shape                           # doctest: +SKIP
-            (1280, 7, 7)
+            >>> bb = Backbone()
+            >>> feats = bb(np.zeros((720, 1280, 3), np.uint8))
+            >>> feats.maps.shape, feats.maps.dtype, feats.frame_shape, feats.valid
+            ((1280, 7, 7), dtype('float32'), (720, 1280), (0.0, 7.0, 0.0, 7.0))
+            >>> bb(np.zeros((8, 8, 5), np.uint8))          # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            liveheat.errors.LiveheatError: frame of shape (8, 8, 5) is not an image; ...
         """
-        # safe to call from several threads at once: onnxruntime sessions run concurrently
-        # and each thread preprocesses into its own buffer
         blob, geo = self.preprocess(frame)
         try:
             outs = self._session.run(self._fetch, {self._input_name: blob}, _QUIET_RUN)
@@ -383,21 +339,36 @@ class Backbone:
     def layers(self) -> list[LayerInfo]:
         """Every tensor that can serve as a feature map (4-D float), in graph order.
 
+        Returns:
+            `LayerInfo` (name, op_type, shape with symbolic dims) for each, a new list.
+
         Examples:
-            >>> [x.name for x in Backbone().layers()][-1]   # doctest: +SKIP
-            'features'
+            >>> layers = Backbone().layers()
+            >>> len(layers), layers[0].name
+            (91, 'stem/conv')
+            >>> layers[-1]
+            LayerInfo(name='features', op_type='Clip',
+                      shape=('batch', 1280, 'height_32', 'width_32'))
         """
-        return list(self._graph.layer_list)
+        return list(self._layers)
 
 
 def layers_table(bb: Backbone) -> str:
     """`bb.layers()` as an aligned text table; marks the default layer and the CAM layer.
 
+    Args:
+        bb: the Backbone whose layers to list.
+
+    Returns:
+        The table (what `liveheat layers MODEL` prints), one line per layer and a summary.
+
     Examples:
-        >>> print(layers_table(Backbone()))                # doctest: +SKIP
-        name        op    shape                               note
-        stem/conv   Conv  batch x 32 x unk__0 x unk__1
+        >>> print(layers_table(Backbone()))
+        name                   op    shape                                note
+        stem/conv              Conv  batch x 32 x unk__0 x unk__1
         ...
+        features               Clip  batch x 1280 x height_32 x width_32  default, cam
+        91 layers in efficientnet_lite0.onnx; pick one with --layer NAME
     """
     rows = [("name", "op", "shape", "note")]
     for info in bb.layers():

@@ -169,6 +169,16 @@ def top_eigvec(
     exact when N <= steps. What costs on video is the number of numpy calls (each is slow with
     the caches that inference leaves cold), not the arithmetic: the fast path makes few.
 
+    Args:
+        a: (C, N) float32, e.g. C channels at N map positions.
+        start: (N,) where the iteration starts (the eigenvector's sign follows it); default:
+            a fixed vector.
+        steps: at most this many Lanczos steps.
+        centre: take the Gram of `a` with each row's mean removed.
+
+    Returns:
+        (u, eigenvalue): u the unit (N,) eigenvector, the eigenvalue as a float.
+
     Examples:
         >>> a = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
         >>> u, lam = top_eigvec(a)

@@ -13,15 +13,31 @@ import numpy as np
 class Features:
     """What one inference returns: a feature map, the class scores, and where the map sits.
 
-    `maps` is (C, h, w) float32 from `layer`; `valid` is the (y0, y1, x0, x1) part of the
-    map grid that covers the frame (letterbox padding and the overhang of a map rounded up
-    past the input excluded, see `effective_stride`; may be fractional). `cam_weights` is
-    read-only (one array shared by every call).
+    `Backbone(frame)` makes them; `heatmap(features, method)` turns them into a map.
+
+    Attributes:
+        maps: (C, h, w) float32, the activations of `layer`.
+        logits: (K,) float32 class scores, or None for a model without a classifier.
+        labels: the K class names, or None when the model does not name them.
+        layer: the tensor the maps come from.
+        frame_shape: (H, W) of the frame.
+        valid: the (y0, y1, x0, x1) part of the map grid that covers the frame, in cells
+            (letterbox padding and the overhang of a map rounded up past the input are left
+            out, see `effective_stride`; may be fractional).
+        cam_weights: (K, C) classifier weights when `layer` is the one it pools, else None;
+            read-only (one array shared by every call).
+        head_layer: the layer the classifier pools (where `cam` works), or None.
 
     Examples:
-        >>> feats = Backbone()(frame)                      # doctest: +SKIP
-        >>> feats.maps.shape, feats.top(1)                 # doctest: +SKIP
-        ((1280, 7, 7), [(285, 'Egyptian cat', 0.62)])
+        >>> from liveheat import Backbone, open_source
+        >>> from liveheat.sources import BUNDLED_CLIP
+        >>> with open_source(BUNDLED_CLIP) as src:
+        ...     frame = next(f.image for f in src if f.index == 55)
+        >>> feats = Backbone()(frame)
+        >>> feats.maps.shape, feats.frame_shape, feats.valid
+        ((1280, 7, 7), (720, 1280), (0.0, 7.0, 0.0, 7.0))
+        >>> [(i, name) for i, name, p in feats.top(2)]
+        [(146, 'albatross, mollymawk'), (150, 'sea lion')]
     """
 
     maps: np.ndarray
@@ -34,11 +50,16 @@ class Features:
     head_layer: str | None = None  # the layer the classifier head pools (where CAM works)
 
     def probs(self) -> np.ndarray | None:
-        """Softmax of the logits (float32, sums to 1), or None without a classifier.
+        """Softmax of the logits.
+
+        Returns:
+            (K,) float32 probabilities summing to 1, or None for a model without classifier.
 
         Examples:
-            >>> feats.probs().sum()                        # doctest: +SKIP
-            1.0
+            >>> feats = Features(np.zeros((1, 1, 1), np.float32), np.log([1, 3], dtype=np.float32),
+            ...                  None, "x", (1, 1), (0, 1, 0, 1), None)
+            >>> feats.probs().round(3).tolist()
+            [0.25, 0.75]
         """
         if self.logits is None:
             return None
@@ -47,11 +68,20 @@ class Features:
         return e / e.sum()
 
     def top(self, k: int = 5) -> list[tuple[int, str, float]]:
-        """The k most likely classes as (index, name, probability), best first.
+        """The k most likely classes, best first.
+
+        Args:
+            k: how many (at most the number of classes).
+
+        Returns:
+            (index, name, probability) for each; names from `label`; [] without classifier.
 
         Examples:
-            >>> Backbone()(coffee).top(1)                  # doctest: +SKIP
-            [(967, 'espresso', 0.96)]
+            >>> logits = np.log([1, 3, 4], dtype=np.float32)
+            >>> feats = Features(np.zeros((1, 1, 1), np.float32), logits, ["cat", "dog", "hay"],
+            ...                  "x", (1, 1), (0, 1, 0, 1), None)
+            >>> [(i, name, round(p, 3)) for i, name, p in feats.top(2)]
+            [(2, 'hay', 0.5), (1, 'dog', 0.375)]
         """
         p = self.probs()
         if p is None:
@@ -61,14 +91,32 @@ class Features:
         return [(int(i), self.label(int(i)), float(p[i])) for i in idx]
 
     def label(self, index: int) -> str:
-        """The class name of `index` (its number as text when the model has no names)."""
+        """The class name of `index`.
+
+        Args:
+            index: a class index.
+
+        Returns:
+            Its name, or the index as text when the model has no names (or none that far).
+
+        Examples:
+            >>> feats = Features(np.zeros((1, 1, 1), np.float32), np.zeros(2, np.float32),
+            ...                  ["cat", "dog"], "x", (1, 1), (0, 1, 0, 1), None)
+            >>> feats.label(1), feats.label(7)
+            ('dog', '7')
+        """
         if self.labels is not None and 0 <= index < len(self.labels):
             return self.labels[index]
         return str(index)
 
 
 class LayerInfo(NamedTuple):
-    """One tensor that can serve as a feature map: name, producing op, shape (symbolic dims)."""
+    """One tensor that can serve as a feature map: name, producing op, shape (symbolic dims).
+
+    Examples:
+        >>> LayerInfo("features", "Clip", ("batch", 1280, "height_32", "width_32")).op_type
+        'Clip'
+    """
 
     name: str
     op_type: str
@@ -76,7 +124,12 @@ class LayerInfo(NamedTuple):
 
 
 class Geometry(NamedTuple):
-    """How a frame was fitted into the input: frame (H, W), input (H, W), pads (t, b, l, r)."""
+    """How a frame was fitted into the input: frame (H, W), input (H, W), pads (t, b, l, r).
+
+    Examples:
+        >>> Geometry((720, 1280), (224, 224), (49, 49, 0, 0)).pad
+        (49, 49, 0, 0)
+    """
 
     frame_shape: tuple[int, int]
     input_shape: tuple[int, int]
@@ -92,6 +145,14 @@ def effective_stride(size: int, cells: int) -> float:
     alone misleads when the size is not a multiple of the stride: the whole-number strides that
     give `cells` either way are candidates; a power of two wins (CNN strides), else the one
     nearest the ratio. Maps as big as the input or bigger (upsampled) keep the plain ratio.
+
+    Args:
+        size: the input's size along the axis, in pixels.
+        cells: the map's size along the same axis.
+
+    Returns:
+        Input pixels per cell: a whole number for a downsampling map, else the ratio (1 when
+        either size is not positive).
 
     Examples:
         >>> effective_stride(224, 7), effective_stride(300, 10), effective_stride(300, 19)

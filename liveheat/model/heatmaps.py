@@ -2,37 +2,61 @@
 
 from __future__ import annotations
 
-import difflib
-
 import cv2
 import numpy as np
 
+from liveheat._common.text import did_you_mean
 from liveheat.errors import LiveheatError
 from liveheat.model.eigen import _EIGEN_GRAPH, _GRAM_WORK, _eigen_anchor, top_eigvec
 from liveheat.model.features import Features
+from liveheat.settings.rules import METHODS
 
-METHODS: tuple[str, ...] = ("cam", "eigen", "mean", "max", "norm", "channel:K")
+#: targets that mean "the top class" for one frame (on video `auto` is held: model.stability)
+VIDEO_TARGETS = ("auto", "top1")
 _SUBSAMPLE = 8  # map cells are split this finely when a fractional crop (letterbox) is cut off
 
 
 def heatmap(features: Features, method: str = "cam", target: int | str | None = None) -> np.ndarray:
     """One 2D float32 map for a frame, cropped to the part of the map grid that covers the frame.
 
-    `method`: "cam" (class activation map of `target`: index, name, or None = top-1),
-    "eigen" (first principal component of the activations; its sign anchored to the CAM of
-    `target`, with no target to the probability-weighted class CAM, without a classifier to
-    the channel mean), "mean", "max", "norm" (L2 over channels), "channel:K".
     The result maps exactly onto the frame: `overlay(frame, heatmap(feats))` resizes it.
     CAM is ReLU'd (negative evidence -> 0); the other methods keep their sign.
 
+    Args:
+        features: what `Backbone(frame)` returned.
+        method: "cam" (class activation map of `target`), "eigen" (first principal component
+            of the activations; its sign anchored to the CAM of `target`, with no target to
+            the probability-weighted class CAM, without a classifier to the channel mean),
+            "mean", "max", "norm" (L2 over channels) or "channel:K" (channel K alone).
+        target: the class `cam` and `eigen` explain: an index, its digits or a class name;
+            None: the top-1 class.
+
+    Returns:
+        (h, w) float32, the map grid cut to `features.valid`.
+
+    Raises:
+        LiveheatError: an unknown method or target, a channel out of range, or `cam` where
+            the layer is not the one the classifier pools (or there is no classifier).
+
     Examples:
-        >>> feats = Backbone()(frame)                      # doctest: +SKIP
-        >>> heatmap(feats).shape                           # doctest: +SKIP
-        (7, 7)
-        >>> heatmap(feats, "cam", target="espresso")       # doctest: +SKIP
-        >>> heatmap(feats, "channel:12")                   # doctest: +SKIP
+        >>> import liveheat
+        >>> src = liveheat.open_source(liveheat.bundled_clip())
+        >>> frame = [f.image for f, _ in zip(src, range(56))][55]  # an albatross
+        >>> src.close()
+        >>> feats = liveheat.Backbone()(frame)
+        >>> heat = heatmap(feats)                          # CAM of the top-1: albatross
+        >>> heat.shape, heat.dtype, bool(heat.min() >= 0)
+        ((7, 7), dtype('float32'), True)
+        >>> heatmap(feats, "cam", target="sea lion").shape, heatmap(feats, "channel:12").shape
+        ((7, 7), (7, 7))
+        >>> heatmap(feats, "cma")
+        Traceback (most recent call last):
+        liveheat.errors.LiveheatError: unknown method 'cma'; did you mean 'cam'? valid: cam,
+        eigen, mean, max, norm, channel:K
     """
     name, channel = _parse_method(method)
+    if isinstance(target, str) and target.strip().lower() in VIDEO_TARGETS:
+        target = None  # on one frame, the held target is that frame's top class
     maps = features.maps
     if maps.ndim != 3:
         raise LiveheatError(f"feature maps must be (C, h, w); got shape {maps.shape}")
@@ -71,18 +95,36 @@ def _parse_method(method: str) -> tuple[str, int]:
             ) from None
     if text in METHODS:
         return text, -1
-    near = [m for m in METHODS if sorted(m) == sorted(text)]  # swapped letters: "cma"
-    near = near or difflib.get_close_matches(text, METHODS, n=1, cutoff=0.5)
-    hint = f"; did you mean {near[0]!r}?" if near else ";"
-    raise LiveheatError(f"unknown method {method!r}{hint} valid: {', '.join(METHODS)}")
+    hint = did_you_mean(text, METHODS, n=1, before=" ")
+    raise LiveheatError(f"unknown method {method!r};{hint} valid: {', '.join(METHODS)}")
 
 
 def target_index(features: Features, target: int | str | None) -> int:
-    """The class index a CAM explains: None = top-1, an index, its digits, or a class name.
+    """The class index a CAM explains.
+
+    Args:
+        features: Features with class scores.
+        target: None, "auto" or "top1" (the top-1 class: on one frame the held target is
+            that), an index, its digits ("150"), or a class name: the
+            whole name or one of its comma-separated synonyms, any case.
+
+    Returns:
+        The class index.
+
+    Raises:
+        LiveheatError: no class scores, an index out of range, or an unknown name (the
+            closest names are suggested).
 
     Examples:
-        >>> target_index(feats, "espresso")                # doctest: +SKIP
-        967
+        >>> labels = ["tabby, tabby cat", "sea lion"]
+        >>> feats = Features(np.zeros((1, 1, 1), np.float32), np.array([0.1, 2.0], np.float32),
+        ...                  labels, "x", (1, 1), (0, 1, 0, 1), None)
+        >>> target_index(feats, None), target_index(feats, "tabby cat"), target_index(feats, "0")
+        (1, 0, 0)
+        >>> target_index(feats, "sea loin")
+        Traceback (most recent call last):
+        liveheat.errors.LiveheatError: unknown target class 'sea loin'; did you mean 'sea lion'?
+        give a class index 0..1 or an exact name
     """
     if features.logits is None:
         raise LiveheatError(
@@ -90,7 +132,7 @@ def target_index(features: Features, target: int | str | None) -> int:
             "no target class; use method 'eigen' or 'mean'"
         )
     k = features.logits.size
-    if target is None:
+    if target is None or (isinstance(target, str) and target.strip().lower() in VIDEO_TARGETS):
         return int(np.argmax(features.logits))
     if isinstance(target, str) and target.strip().lstrip("-").isdigit():
         target = int(target.strip())
@@ -106,10 +148,9 @@ def target_index(features: Features, target: int | str | None) -> int:
     for i, n in enumerate(names):
         if wanted in (s.strip() for s in n.split(",")):
             return i
-    near = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(x) for x in near)}?" if near else ";"
+    hint = did_you_mean(wanted, names, before=" ")
     raise LiveheatError(
-        f"unknown target class {target!r}{hint} give a class index 0..{k - 1} or an exact name"
+        f"unknown target class {target!r};{hint} give a class index 0..{k - 1} or an exact name"
     )
 
 
@@ -184,9 +225,19 @@ def _anchor_weights(features: Features, target: int | str | None) -> np.ndarray 
 def crop_valid(heat: np.ndarray, valid: tuple[float, float, float, float]) -> np.ndarray:
     """Cut a map to `valid` (y0, y1, x0, x1) in grid units; fractional edges are cut exactly.
 
+    Args:
+        heat: an (h, w) map.
+        valid: the part to keep, in cells (`Features.valid`); fractional edges (letterbox
+            padding) are cut on a grid 8 times finer.
+
+    Returns:
+        The map itself when `valid` is all of it, a view for whole cells, else a new array.
+
     Examples:
         >>> crop_valid(np.ones((7, 7), np.float32), (0, 7, 0, 7)).shape
         (7, 7)
+        >>> crop_valid(np.ones((9, 9), np.float32), (1.53125, 7.46875, 0, 9)).shape
+        (48, 72)
     """
     h, w = heat.shape
     y0, y1, x0, x1 = (float(v) for v in valid)

@@ -19,12 +19,25 @@ class TemporalSmoother:
     correlate > 0.9, different scenes ~0), else of the map with the running map (weaker:
     CNN maps share a centre bias, and a CAM changes when the top-1 class changes).
 
+    Args:
+        factor: the weight of the past, in [0, 1); 0 turns smoothing off.
+        cut_threshold: a correlation below this is a scene cut; None: never cut.
+
+    Raises:
+        LiveheatError: `factor` outside [0, 1).
+
     Examples:
-        >>> smooth = TemporalSmoother(0.6)
-        >>> for frame in frames:                           # doctest: +SKIP
-        ...     feats = bb(frame)
-        ...     heat = smooth(heatmap(feats), features=feats)
-        ...     out = overlay(frame, heat, norm="fixed", vmin=smooth.vmin, vmax=smooth.vmax)
+        >>> from liveheat import Backbone, heatmap, open_source, overlay
+        >>> from liveheat.sources import BUNDLED_CLIP
+        >>> bb, smooth = Backbone(), TemporalSmoother(0.6)
+        >>> with open_source(BUNDLED_CLIP) as src:
+        ...     for frame, _ in zip(src, range(3)):
+        ...         feats = bb(frame.image)
+        ...         heat = smooth(heatmap(feats), features=feats)
+        ...         lo, hi = smooth.vmin, smooth.vmax          # the range, smoothed too
+        ...         out = overlay(frame.image, heat, norm="fixed", vmin=lo, vmax=hi)
+        >>> out.shape, heat.shape, smooth.cuts
+        ((720, 1280, 3), (7, 7), 0)
     """
 
     def __init__(self, factor: float = 0.6, *, cut_threshold: float | None = 0.5) -> None:
@@ -37,18 +50,41 @@ class TemporalSmoother:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the past: the next map is passed through unchanged."""
+        """Forget the past: the next map is passed through unchanged.
+
+        Examples:
+            >>> smooth = TemporalSmoother(0.5)
+            >>> _ = smooth(np.zeros((2, 2), np.float32))
+            >>> smooth.reset()
+            >>> smooth(np.ones((2, 2), np.float32)).tolist()
+            [[1.0, 1.0], [1.0, 1.0]]
+        """
         self._heat: np.ndarray | None = None
         self._pooled: np.ndarray | None = None
         self.vmin: float | None = None
         self.vmax: float | None = None
 
     def __call__(self, heat: np.ndarray, features: Features | None = None) -> np.ndarray:
-        """Blend `heat` into the running map; return the smoothed map (float32, same shape).
+        """Blend `heat` into the running map.
+
+        The first map, one after a cut and one of another size pass through unchanged.
+
+        Args:
+            heat: this frame's map (NaN counts as 0).
+            features: this frame's Features: cuts are then found on the pooled features.
+
+        Returns:
+            The smoothed map, float32, the shape of `heat`, a new array.
 
         Examples:
-            >>> TemporalSmoother(0.5)(np.ones((2, 2), np.float32)).tolist()
-            [[1.0, 1.0], [1.0, 1.0]]
+            >>> smooth = TemporalSmoother(0.5)
+            >>> smooth(np.zeros((2, 2), np.float32)).tolist()
+            [[0.0, 0.0], [0.0, 0.0]]
+            >>> smooth(np.ones((2, 2), np.float32)).tolist(), smooth.vmax
+            ([[0.5, 0.5], [0.5, 0.5]], 0.5)
+            >>> ramp = np.arange(4, dtype=np.float32).reshape(2, 2)
+            >>> _ = smooth(ramp); smooth(-ramp).tolist(), smooth.cuts   # a cut: no blend
+            ([[-0.0, -1.0], [-2.0, -3.0]], 1)
         """
         heat = np.nan_to_num(np.asarray(heat, dtype=np.float32))
         lo, hi = float(heat.min()), float(heat.max())

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import fractions
 import logging
 import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 
+from liveheat._common.files import bundled_clip
 from liveheat.errors import LiveheatError
 
 log = logging.getLogger("liveheat.sources")
+
+#: the clip that ships in the package (Big Buck Bunny, 132 frames of 1280x720 at 25 fps; see
+#: liveheat/data/ATTRIBUTION.md), found through importlib.resources wherever liveheat is
+#: installed: ``open_source(BUNDLED_CLIP)``
+BUNDLED_CLIP = Path(bundled_clip())
 
 IMAGE_EXTENSIONS = (
     ".png",
@@ -45,20 +54,80 @@ T = TypeVar("T")
 class Frame:
     """One frame from a source.
 
-    `image` is uint8 BGR HxWx3; `index` its 0-based position in the source (recorded: the exact
-    frame number; live: the number of frames captured before it, so gaps mean drops);
-    `timestamp` seconds (recorded: index / fps, source time; live: `time.monotonic()` at capture);
-    `fps` the source rate with fractions kept exactly (30000/1001), None when unknown.
+    Attributes:
+        image: uint8 BGR H x W x 3 (`as_bgr_u8` made it so whatever the decoder gave).
+        index: its 0-based position in the source (recorded: the exact frame number, with
+            damaged frames a file left out not counted, their time kept by `pts`; live: the
+            number of frames captured before it, so gaps mean drops).
+        timestamp: seconds (a video file: this frame's own presentation time from the start
+            of its video stream, so variable frame rates keep their timing; an image sequence:
+            index / fps; live: `time.monotonic()` at capture).
+        fps: the source rate with fractions kept exactly (30000/1001), None when unknown.
+        pts: the source's presentation time of this frame in `time_base` units (a file read
+            through PyAV: the stream's own value, on the file's clock, which its audio shares;
+            a looping file adds each pass's length, so pts keep increasing), None when the
+            reader does not know it (images, cameras, streams, any live source, a file whose
+            fps was overridden); a video file written from these frames keeps these times
+            (variable frame rates stay variable).
+        time_base: the unit of `pts` as a fraction of a second (1/12800, 1001/30000), or None.
+
+    Examples:
+        >>> frame = Frame(np.zeros((720, 1280, 3), np.uint8), 50, 2.0, 25.0)
+        >>> frame.image.shape, frame.index, frame.timestamp
+        ((720, 1280, 3), 50, 2.0)
     """
 
     image: np.ndarray
     index: int
     timestamp: float
     fps: float | None
+    pts: int | None = None
+    time_base: fractions.Fraction | None = None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """The sound of a video file (`Source.audio`), for an output that copies or re-encodes it
+    by opening `path` itself (PyAV) and reading stream `stream_index` only.
+
+    Attributes:
+        path: the file, absolute.
+        stream_index: the audio stream's index among all of the file's streams.
+        codec: its codec as FFmpeg names it ('aac', 'opus', 'mp3'), '' when unknown.
+        sample_rate: samples per second (48000), 0 when unknown.
+        channels: 2 for stereo, 6 for 5.1, 0 when unknown.
+        start_time_s: where the sound starts on the file's clock (seconds; 0.0 when unknown).
+        video_start_s: where the first video frame is on the same clock (its pts * time_base):
+            the sound of an output starts here, with the first frame.
+        layout: the channel layout ('stereo', '5.1'), '' when unknown.
+
+    Examples:
+        >>> from liveheat.sources.source import open_source
+        >>> with open_source(BUNDLED_CLIP) as src:
+        ...     audio = src.audio
+        >>> audio.codec, audio.sample_rate, audio.channels, audio.video_start_s
+        ('aac', 48000, 6, 0.0)
+    """
+
+    path: str
+    stream_index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    start_time_s: float
+    video_start_s: float = 0.0
+    layout: str = ""
 
 
 def exact_fps(value: float | None) -> float | None:
     """A usable frame rate from what a container reports: None if unknown, NTSC rates made exact.
+
+    Args:
+        value: the rate a container or camera reports (rounded, 0, NaN or None when unknown).
+
+    Returns:
+        The rate (N * 1000/1001 exactly for NTSC-family rates stored rounded), or None when
+        `value` is missing, not finite, not positive or above 1000.
 
     Examples:
         >>> exact_fps(29.97) == 30000 / 1001, exact_fps(23.98) == 24000 / 1001
@@ -156,9 +225,20 @@ class _Reader:
     frame_count: int | None = None
     error: str | None = None
     seekable = False  # can rewind (loop) and be paced (live emulation)
+    audio: AudioInfo | None = None  # a video file's sound
+    skipped_frames = 0  # damaged frames left out where the decoder recovered (video files)
+    time_base: fractions.Fraction | None = None  # the unit of `pts` (video files)
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
+
+    def frame(self, image: np.ndarray, index: int, fps: float | None) -> Frame:
+        """The recorded `Frame` of the image `read()` just gave: a camera or stream read in
+        order has its wall-clock capture time, a sequence index / fps; a video file
+        overrides this with the frame's own pts."""
+        if not self.seekable:
+            return Frame(image, index, time.monotonic(), fps)
+        return Frame(image, index, index / fps if fps else self.position_s(), fps)
 
     def rewind(self) -> None:
         raise NotImplementedError

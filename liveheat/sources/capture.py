@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 
-from liveheat._common.images import _as_bgr
+from liveheat._common.images import as_bgr_u8
 from liveheat._common.system import quiet_opencv
 from liveheat.errors import LiveheatError
 from liveheat.sources.base import (
@@ -108,7 +108,7 @@ class _CaptureReader(_Reader):
         if not ok or image is None:
             _release(cap)
             return None, None
-        return cap, _as_bgr(image)
+        return cap, as_bgr_u8(image)
 
     def read(self) -> np.ndarray | None:
         if self._first is not None:
@@ -129,7 +129,7 @@ class _CaptureReader(_Reader):
                     and time.monotonic() - self._connected_at >= HEALTHY_S
                 ):  # the reconnected stream stayed up: the outage is over, back-off resets
                     self._outage_since, self._outage_reconnects, self._delay = None, 0, 0.0
-                return self._fit(_as_bgr(image))
+                return self._fit(as_bgr_u8(image))
             if self._stop.is_set():
                 return None
             if self.kind == "camera":
@@ -160,7 +160,7 @@ class _CaptureReader(_Reader):
                 ok, image = False, None
             if ok and image is not None:
                 self._lost_since = None
-                return self._fit(_as_bgr(image))
+                return self._fit(as_bgr_u8(image))
         if not self._stop.is_set():
             self.error = f"{self.name} stopped delivering frames (disconnected?)"
         return None

@@ -8,7 +8,7 @@ import os
 import cv2
 import numpy as np
 
-from liveheat._common.images import _as_bgr
+from liveheat._common.images import as_bgr_u8
 from liveheat.errors import LiveheatError
 from liveheat.sources.base import (
     DEFAULT_IMAGE_FPS,
@@ -52,7 +52,7 @@ class _ImageReader(_Reader):
                     self.skipped.append(path)
                 log.warning("liveheat: skipping unreadable image '%s'", path)
                 continue
-            return _as_bgr(image)
+            return as_bgr_u8(image)
         return None
 
     def read(self) -> np.ndarray | None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from liveheat.errors import LiveheatError
 from liveheat.sources.base import (
+    BUNDLED_CLIP,
     IMAGE_EXTENSIONS,
     MAX_CAMERA_INDEX,
     STREAM_SCHEMES,
@@ -22,6 +23,8 @@ from liveheat.sources.capture import _CaptureReader
 from liveheat.sources.file import _VideoFileReader
 from liveheat.sources.images import _image_files, _ImageReader
 
+__all__ = ["BUNDLED_CLIP", "Source", "open_source"]
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -32,17 +35,32 @@ class Source:
     Live (`live=True`): a daemon capture thread keeps only the newest frame; `read()` blocks until
     a frame newer than the last one returned and returns the newest, counting the ones it skipped
     in `.dropped`. A live file (camera emulation) is paced at its fps in real time.
+    Made by `open_source`; closed by `close()`, at the end of a `with` block, or when collected.
 
-    Attributes: `name`, `kind` ("camera" | "file" | "images" | "stream"), `live`, `fps`,
-    `size` (W, H), `frame_count` (recorded, not looping; else None), `dropped`, `captured`
-    (frames taken from the backend), `error` (why it ended early, else None), `skipped`
-    (unreadable images), `reconnects` (stream).
+    Args:
+        reader: the backend reader (`open_source` picks it).
+        live: newest frame only, from a capture thread (see above).
+        loop: a recorded file restarts at its end.
+
+    Attributes:
+        name: the source as messages show it (a URL without its password).
+        kind: "camera", "file", "images" or "stream".
+        live: as given.
+        fps: the frame rate (NTSC rates exact), None when unknown.
+        size: (W, H) of every frame.
+        frame_count: the number of frames (recorded, not looping), else None.
+        dropped: frames a live source captured but nobody read.
+        captured: frames taken from the backend.
+        error: why it ended early, else None.
+        audio: a video file's sound (`AudioInfo`), else None.
 
     Examples:
-        >>> with open_source("liveheat/data/bigbuckbunny.mp4") as src:
+        >>> with open_source(BUNDLED_CLIP) as src:
         ...     first = src.read()
         >>> first.index, first.image.shape, src.fps
         (0, (720, 1280, 3), 25.0)
+        >>> src.kind, src.name, src.error
+        ('file', 'bigbuckbunny.mp4', None)
     """
 
     def __init__(self, reader: _Reader, *, live: bool, loop: bool = False) -> None:
@@ -59,6 +77,7 @@ class Source:
         self.dropped = 0
         self.captured = 0
         self.error: str | None = None
+        self.audio = reader.audio  # (a live file's too: its writer says it is not kept)
         self._index = 0
         self._ended = False
         self._closed = False
@@ -77,10 +96,23 @@ class Source:
     # -- extra read-only views of the reader
     @property
     def skipped(self) -> list[str]:
+        """The paths of images that could not be read (image folders and globs), in order."""
         return list(getattr(self._reader, "skipped", []))
 
     @property
+    def skipped_frames(self) -> int:
+        """Damaged frames of a video file left out where the decoder recovered (0 otherwise)."""
+        return int(self._reader.skipped_frames)
+
+    @property
+    def note(self) -> str | None:
+        """One line for a run that went on past damaged frames (`skipped_frames`), else None."""
+        n = self.skipped_frames
+        return f"skipped {n} damaged frame{'s' * (n != 1)} of '{self.name}'" if n else None
+
+    @property
     def reconnects(self) -> int:
+        """How many times a stream came back after breaking (0 for other sources)."""
         return int(getattr(self._reader, "reconnects", 0))
 
     def __repr__(self) -> str:
@@ -99,14 +131,9 @@ class Source:
             self._ended = True
             self.error = reader.error
             return None
-        index = self._index
         self._index += 1
         self.captured += 1
-        if not reader.seekable:  # a camera or stream read in order: wall-clock capture time
-            timestamp = time.monotonic()
-        else:
-            timestamp = index / self.fps if self.fps else reader.position_s()
-        return Frame(image, index, timestamp, self.fps)
+        return reader.frame(image, self._index - 1, self.fps)  # with its own time
 
     # -- live
     def _capture(self) -> None:
@@ -150,8 +177,14 @@ class Source:
     def read(self) -> Frame | None:
         """The next frame (recorded) or the newest unseen one (live); None at the end.
 
+        A live read blocks until a frame newer than the last one returned has been captured.
+
+        Returns:
+            The `Frame`, or None once the source has ended or is closed (`.error` says why
+            one ended early).
+
         Examples:
-            >>> src = open_source("liveheat/data/bigbuckbunny.mp4")
+            >>> src = open_source(BUNDLED_CLIP)
             >>> [src.read().index for _ in range(3)]
             [0, 1, 2]
             >>> src.close(); src.read() is None
@@ -171,6 +204,14 @@ class Source:
             return frame
 
     def __iter__(self) -> Iterator[Frame]:
+        """`read()` until the end.
+
+        Examples:
+            >>> with open_source(BUNDLED_CLIP) as src:
+            ...     indices = [frame.index for frame in src]
+            >>> len(indices), indices[-1]
+            (132, 131)
+        """
         while True:
             frame = self.read()
             if frame is None:
@@ -182,8 +223,11 @@ class Source:
         `timeout` seconds (daemon thread; it releases the device when its read returns), and
         so is a recorded `read()` stuck in the decoder in another thread.
 
+        Args:
+            timeout: seconds to wait for a blocked capture or read before abandoning it.
+
         Examples:
-            >>> src = open_source("liveheat/data/bigbuckbunny.mp4", live=True)
+            >>> src = open_source(BUNDLED_CLIP, live=True)
             >>> src.close(); src.close()
         """
         live = self._thread is not None  # live: the lock is only ever held for a moment
@@ -260,8 +304,27 @@ def open_source(
     folders and globs are sorted naturally (2 before 10); unreadable images are skipped with a
     logged warning (listed in `.skipped`); images of another size are resized to the first's.
 
+    Args:
+        spec: a camera index (0, "0") or device ("/dev/video0"), a video file, an image, an
+            image folder or glob ("frames/*.png"), or a URL (rtsp://, http(s)://, file://).
+        live: newest frame only, from a capture thread; None: cameras and URLs live, files
+            and images recorded.
+        loop: restart a recorded file or image sequence at its end.
+        open_timeout: seconds a camera or URL has to deliver its first frame.
+        fps: the rate of an image sequence (default 25), or one overriding a file's.
+        reconnect_timeout: seconds a broken stream is retried from its first loss.
+        read_timeout: seconds a stream read may stall before it counts as broken.
+
+    Returns:
+        The open `Source` (its first frame already read, so `size` is known).
+
+    Raises:
+        LiveheatError: a path that does not exist, a file FFmpeg cannot read, a folder with
+            no images, a camera or URL that gives no frame within `open_timeout`, an unknown
+            URL scheme, or a bad `fps` or `open_timeout`.
+
     Examples:
-        >>> src = open_source("liveheat/data/bigbuckbunny.mp4")
+        >>> src = open_source(BUNDLED_CLIP)
         >>> src.live, src.fps, src.size, src.frame_count
         (False, 25.0, (1280, 720), 132)
         >>> sum(1 for _ in src)
