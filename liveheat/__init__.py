@@ -2,7 +2,8 @@
 
 Public API (stable): drawing `overlay`, `colorize`, `normalize`, `panels`; the model `Backbone`,
 `Features`, `heatmap`, `TemporalSmoother`; frames `open_source`; outputs `VideoSink`, `Window`,
-`StreamServer`; the pipeline `run_video`; `Settings` and `LiveheatError`.
+`StreamServer`; the pipeline `Annotator` (frame by frame), `annotate_video` (a whole video),
+`run_video`; `Settings`, `LiveheatError`, and `bundled_clip()` (the demo clip's path).
 Names load on first use, so `import liveheat` is cheap and changes nothing process-wide.
 """
 
@@ -29,10 +30,18 @@ _LAZY = {
     "Window": "liveheat.outputs.window",
     "StreamServer": "liveheat.outputs.stream.server",
     "Settings": "liveheat.settings.fields",
-    "run_video": "liveheat.pipeline.runner",
+    "Annotator": "liveheat.pipeline.annotator",
+    "Annotation": "liveheat.pipeline.annotator",
+    "annotate_video": "liveheat.pipeline.video",
+    "run_video": "liveheat.pipeline.video",
+    "bundled_clip": "liveheat._common.files",
 }
 
 __all__ = [
+    "Annotation",
+    "Annotator",
+    "annotate_video",
+    "bundled_clip",
     "Backbone",
     "Features",
     "LiveheatError",
@@ -52,6 +61,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from liveheat._common.files import bundled_clip
     from liveheat.draw.overlay import colorize, normalize, overlay
     from liveheat.draw.panels import panels
     from liveheat.model.backbone import Backbone
@@ -61,7 +71,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from liveheat.outputs.stream.server import StreamServer
     from liveheat.outputs.video import VideoSink
     from liveheat.outputs.window import Window
-    from liveheat.pipeline.runner import run_video
+    from liveheat.pipeline.annotator import Annotation, Annotator
+    from liveheat.pipeline.video import annotate_video, run_video
     from liveheat.settings.fields import Settings
     from liveheat.sources.source import open_source
 

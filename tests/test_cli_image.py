@@ -96,9 +96,9 @@ def test_panels_flag_makes_three_panels_and_a_colour_bar(images, tmp_path):
         (["cat.png", "--heat", "two.npz"], "expected exactly one"),
         (["cat.png", "--heat", "cube.npy"], "(3, 4, 5)"),
         (["cat.png", "--heat", "heat.npy", "--colormap", "jt"], "did you mean 'jet'"),
-        (["cat.png", "--heat", "heat.npy", "--mode", "glow"], "unknown mode"),
+        (["cat.png", "--heat", "heat.npy", "--mode", "glow"], "mode = 'glow' from --mode"),
         (["cat.png", "--heat", "heat.npy", "--alpha", "1.5"], "alpha"),
-        (["cat.png", "--heat", "heat.npy", "--alpha", "lots"], "invalid float"),
+        (["cat.png", "--heat", "heat.npy", "--alpha", "lots"], "expected a number"),
     ],
 )
 def test_bad_input_one_line_exit_2_no_output(images, tmp_path, args, message):

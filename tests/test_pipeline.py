@@ -5,6 +5,7 @@ Outputs here are real ones (VideoSink) or a plain collector implementing the out
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -18,9 +19,12 @@ from liveheat.draw.overlay import overlay
 from liveheat.errors import LiveheatError
 from liveheat.model.backbone import Backbone
 from liveheat.model.heatmaps import heatmap
-from liveheat.model.smoothing import TemporalSmoother
-from liveheat.pipeline.runner import Runner, run_video
+from liveheat.model.stability import Stabilizer
+from liveheat.outputs.base import OutputBase
+from liveheat.outputs.maps import MapsFile
+from liveheat.pipeline.runner import Runner
 from liveheat.pipeline.stats import RunStats
+from liveheat.pipeline.video import run_video
 from liveheat.settings.fields import Settings
 from liveheat.sources.source import open_source
 from tests.helpers.videos import read_video
@@ -30,7 +34,7 @@ N_CLIP = 132
 STAGES = ("liveheat-capture", "liveheat-infer", "liveheat-render")
 
 
-class Collect:
+class Collect(OutputBase):
     """An output that remembers what it was given: every index, copies of the chosen frames."""
 
     def __init__(self, keep=(), on_write=None) -> None:
@@ -41,13 +45,26 @@ class Collect:
         self.on_write = on_write
         self.stop_requested = False
 
-    def write(self, image, frame) -> None:
+    def write(self, image, frame, annotation=None) -> None:
         self.indices.append(frame.index)
         self.shapes.add(image.shape)
         if frame.index in self.keep:
             self.images[frame.index] = image.copy()
         if self.on_write is not None:
             self.on_write(self, image, frame)
+
+
+#: today's per-frame maps: each frame's top class, unsmoothed, on its own colour range (the
+#: tests that compare a drawn frame with overlay(frame, map) of one map use these)
+RAW = dict(target="top1", smooth=0.0, scale="frame")
+
+
+def run(src, settings, outputs, **kw):
+    """Runner.run with settings.dump_maps saved by a MapsFile output, as the command line does."""
+    with contextlib.ExitStack() as stack:
+        if settings.dump_maps:
+            outputs = [*outputs, stack.enter_context(MapsFile(settings.dump_maps))]
+        return Runner(src, settings, outputs=outputs, **kw).run()
 
 
 def clip_frames(indices) -> dict[int, np.ndarray]:
@@ -77,9 +94,9 @@ def test_recorded_every_frame_in_order_with_its_own_heatmap(bb, tmp_path):
     keep = (0, 1, 70, 131)
     out = Collect(keep=keep)
     dump = tmp_path / "maps.npz"
-    settings = Settings(hud=False, dump_maps=str(dump))
+    settings = Settings(hud=False, dump_maps=str(dump), **RAW)
     with open_source(CLIP) as src:
-        stats = Runner(src, settings, outputs=[out], backbone=bb).run()
+        stats = run(src, settings, [out], backbone=bb)
     assert out.indices == list(range(N_CLIP))
     assert out.shapes == {(720, 1280, 3)}
     snap = stats.snapshot()
@@ -108,9 +125,9 @@ def test_recorded_every_frame_in_order_with_its_own_heatmap(bb, tmp_path):
 def test_every_3_reuses_the_last_map_and_keeps_every_frame(bb, tmp_path):
     out = Collect(keep=(1, 3))
     dump = tmp_path / "maps.npz"
-    settings = Settings(hud=False, every=3, dump_maps=str(dump))
+    settings = Settings(hud=False, every=3, dump_maps=str(dump), **RAW)
     with open_source(CLIP) as src:
-        stats = Runner(src, settings, outputs=[out], backbone=bb).run()
+        stats = run(src, settings, [out], backbone=bb)
     assert out.indices == list(range(N_CLIP))
     assert stats.snapshot()["frames_inferred"] == 44
     with np.load(dump) as z:
@@ -149,7 +166,7 @@ def test_image_folder_source_cat_and_cup(bb, tmp_path):
     out = Collect(keep=(0, 1))
     dump = tmp_path / "maps.npz"
     with open_source(folder) as src:
-        stats = Runner(src, Settings(hud=False, dump_maps=str(dump)), outputs=[out]).run()
+        stats = run(src, Settings(hud=False, dump_maps=str(dump)), [out])
     assert out.indices == [0, 1]
     assert out.shapes == {(400, 600, 3)}  # the folder's first image sets the size
     assert "cat" in stats.snapshot()["top_class"]  # the last image is Chelsea the cat
@@ -263,9 +280,9 @@ def test_stop_from_an_output_and_stop_requested(bb):
 class Viewer(Collect):
     """A viewer that counts what it got, like the stream server (`frames_written`, no `records`)."""
 
-    def write(self, image, frame) -> None:
+    def write(self, image, frame, annotation=None) -> None:
         self.frames_written = len(self.indices) + 1
-        super().write(image, frame)
+        super().write(image, frame, annotation)
 
 
 def test_pause_repeats_the_frame_to_viewers_only_and_live_edits_apply(bb, tmp_path):
@@ -326,8 +343,8 @@ def test_a_pause_with_only_files_redraws_nothing(bb):
     with open_source(CLIP) as src:
         runner = Runner(src, settings, outputs=[rec], backbone=bb, max_frames=10)
         renders = []
-        render = runner._render
-        runner._render = lambda job, snap, **kw: renders.append(job.seq) or render(job, snap, **kw)
+        draw = runner._draw
+        runner._draw = lambda job, **kw: renders.append(job.seq) or draw(job, **kw)
         runner.run()
     resume.join()
     assert rec.indices == list(range(10))
@@ -347,7 +364,7 @@ def test_a_pause_mid_recording_changes_neither_the_file_nor_the_maps(bb, tmp_pat
         )
         outputs = [rec] if viewer is None else [viewer, rec]
         with open_source(CLIP) as src:
-            stats = Runner(src, settings, outputs=outputs, backbone=bb, max_frames=20).run()
+            stats = run(src, settings, outputs, backbone=bb, max_frames=20)
         with np.load(settings.dump_maps) as z:
             return rec, stats, z["frames"].tolist(), z["maps"]
 
@@ -399,6 +416,7 @@ def test_a_live_change_that_cannot_be_drawn_is_undone_and_the_run_goes_on(capsys
 
     viewer = Viewer(on_write=change, keep=(4, 7))
     viewer.controls = Controls(settings)  # like a window: the notice shows as a toast
+    viewer.notify = viewer.controls.say
     with open_source(CLIP) as src:
         runner = Runner(src, settings, outputs=[viewer], backbone=bb_early, max_frames=12)
         stats = runner.run()
@@ -419,18 +437,18 @@ def test_a_live_change_that_cannot_be_drawn_is_undone_and_the_run_goes_on(capsys
         np.testing.assert_array_equal(viewer.images[i], expected)
 
 
-def test_smoothing_matches_the_smoother(bb):
+def test_smoothing_and_the_steady_scale_match_the_stabilizer(bb):
+    # the runner draws each frame with the Stabilizer's map and steady colour range
     out = Collect(keep=(9,))
+    settings = Settings(hud=False, smooth=0.8, smoother="ema")
     with open_source(CLIP) as src:
-        Runner(
-            src, Settings(hud=False, smooth=0.8), outputs=[out], backbone=bb, max_frames=10
-        ).run()
+        Runner(src, settings, outputs=[out], backbone=bb, max_frames=10).run()
     frames = clip_frames(range(10))
-    sm = TemporalSmoother(0.8)
+    stab = Stabilizer()
     for i in range(10):
-        feats = bb(frames[i])
-        heat = sm(heatmap(feats), features=feats)
-    expected = overlay(frames[9], heat, norm="fixed", vmin=sm.vmin, vmax=sm.vmax)
+        stable = stab(bb(frames[i]), "cam", "auto", smooth=0.8, smoother="ema")
+    lo, hi = stable.scale
+    expected = overlay(frames[9], stable.heat, norm="fixed", vmin=lo, vmax=hi)
     assert np.abs(out.images[9].astype(int) - expected).max() <= 1
     assert not np.array_equal(out.images[9], overlay(frames[9], heatmap(bb(frames[9]))))
 
@@ -451,12 +469,9 @@ def test_run_video_opens_a_path_and_stats_have_every_key(bb):
 def test_inference_workers_keep_frame_order_and_maps(bb, tmp_path, workers):
     out = Collect(keep=(0, 1, 2, 29))
     dump = tmp_path / "maps.npz"
-    settings = Settings(hud=False, every=2, dump_maps=str(dump))
+    settings = Settings(hud=False, every=2, dump_maps=str(dump), **RAW)
     with open_source(CLIP) as src:
-        runner = Runner(
-            src, settings, outputs=[out], backbone=bb, max_frames=30, infer_workers=workers
-        )
-        stats = runner.run()
+        stats = run(src, settings, [out], backbone=bb, max_frames=30, infer_workers=workers)
     assert out.indices == list(range(30)) and stats.frames_inferred == 15
     with np.load(dump) as z:
         assert z["frames"].tolist() == list(range(0, 30, 2))

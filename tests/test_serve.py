@@ -606,7 +606,12 @@ def test_page_has_stream_stats_and_controls():
     page = html.decode()
     assert status == 200
     assert 'id="stream"' in page and 'withToken("stream")' in page and 'withToken("stats")' in page
-    assert '"colormap": ["' in page and '"method": ["cam"' in page
+    assert '"key": "colormap", "help"' in page and '"choices": ["cam", "eigen"' in page
+    # every live setting has a control (the window keys' settings and the new ones alike)
+    from liveheat.settings.fields import LIVE_FIELDS
+
+    assert all(f'"key": "{k}"' in page for k in LIVE_FIELDS)
+    assert 'download = "liveheat.jpg"' in page  # a snapshot download
     # the controls post JSON to a relative URL: same origin, so the CSRF checks let them through
     post = 'fetch(withToken("settings"), {method: "POST", '
     assert post + 'headers: {"Content-Type": "application/json"}' in page

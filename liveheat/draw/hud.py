@@ -12,8 +12,10 @@ def _text_scale(image: np.ndarray) -> tuple[float, int]:
     # sized by the larger of the height and the 16:9 height of the width, so that a wide
     # panels image (three frames side by side), shown scaled down to fit the screen, still
     # has readable text: 0.6 at 720p, 0.9 at 1080p, ~1.6 on 3 x 1280 x 720 panels
+    # (small frames get small text: on 176x144 the HUD and bar stay under 15 % of the frame)
     h, w = image.shape[:2]
-    scale = min(2.0, max(0.45, max(h, w * 9 / 16) / 1200))
+    floor = 0.45 if h >= 360 else 0.3 if h >= 240 else 0.27
+    scale = min(2.0, max(floor, max(h, w * 9 / 16) / 1200))
     return scale, 1 if scale < 0.75 else 2
 
 
@@ -58,11 +60,12 @@ def draw_hud(
     image: np.ndarray,
     lines: list[str],
     *,
-    colorbar: tuple[str, float, float] | None = None,
+    colorbar: tuple | None = None,
 ) -> np.ndarray:
     """Draw HUD text (top-left, on a dark box) and an optional colour bar (right edge), in place.
 
-    `colorbar` is (colormap, vmin, vmax): the bar uses that colormap, labelled with the values.
+    `colorbar` is (colormap, vmin, vmax) or (colormap, vmin, vmax, unit): the bar uses that
+    colormap, labelled with the values (and the unit: "raw" map units or "rel"ative).
 
     Examples:
         >>> img = np.full((360, 640, 3), 200, np.uint8)
@@ -78,11 +81,11 @@ def draw_hud(
     if colorbar is not None:
         from liveheat.draw.panels import colorbar as make_bar
 
-        cmap, vmin, vmax = colorbar
+        cmap, vmin, vmax, *unit = colorbar
         H, W = image.shape[:2]
-        bar_h = max(32, H // 2)
+        bar_h = max(32, H // 2 if H >= 360 else H // 3 if H >= 240 else H // 4)
         try:
-            bar = make_bar(bar_h, colormap=cmap, vmin=vmin, vmax=vmax)
+            bar = make_bar(bar_h, colormap=cmap, vmin=vmin, vmax=vmax, unit=(unit or [None])[0])
         except ValueError as e:
             raise LiveheatError(str(e)) from None
         bh, bw = bar.shape[:2]

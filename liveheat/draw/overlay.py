@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import sys
@@ -12,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from liveheat.settings.fields import MODES, NORMS  # the one list of each (no OpenCV there)
+from liveheat._common.images import as_bgr_u8
+from liveheat._common.text import did_you_mean
+from liveheat.settings.fields import colormap_names, validate  # the one rule of each setting
 
 #: every OpenCV colormap by lower-case name, e.g. ``COLORMAPS["jet"] == cv2.COLORMAP_JET``
 COLORMAPS: dict[str, int] = {
-    name[len("COLORMAP_") :].lower(): getattr(cv2, name)
-    for name in sorted(dir(cv2))
-    if name.startswith("COLORMAP_")
+    name: getattr(cv2, "COLORMAP_" + name.upper()) for name in colormap_names()
 }
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
@@ -39,12 +38,12 @@ _pool_lock = threading.Lock()
 
 
 def _choose(value: str, valid, what: str) -> str:
-    """Check a word against a closed vocabulary; the error names close and valid words."""
+    """Check a word that is no setting (interpolation) against its vocabulary; the error names
+    close and valid words. Settings (mode, norm, colormap) go through `validate`."""
     if isinstance(value, str) and value.lower() in valid:
         return value.lower()
-    close = difflib.get_close_matches(str(value).lower(), list(valid), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown {what} {value!r}{hint} valid: {', '.join(valid)}")
+    hint = did_you_mean(value, valid, before=" ")
+    raise ValueError(f"unknown {what} {value!r};{hint} valid: {', '.join(valid)}")
 
 
 # ---------------------------------------------------------------- colormaps
@@ -87,7 +86,7 @@ def resolve_colormap(colormap) -> np.ndarray:
             )
         return _builtin_lut(int(colormap))
     if isinstance(colormap, str):
-        return _builtin_lut(COLORMAPS[_choose(colormap, COLORMAPS, "colormap")])
+        return _builtin_lut(COLORMAPS[validate("colormap", colormap)])
     raise ValueError(
         f"colormap must be a name, a cv2.COLORMAP_* int or a 256x3 uint8 table, got {colormap!r}"
     )
@@ -116,7 +115,7 @@ def _normalize(heat, norm, vmin, vmax, percentile) -> tuple[np.ndarray, bool]:
     ``informative`` is False when the map carries nothing to draw: every value non-finite, or
     (for ``minmax``/``percentile``) a constant map. Then the map is all zeros.
     """
-    norm = _choose(norm, NORMS, "norm")
+    norm = validate("norm", norm)
     h = _as_map(heat)
     finite = np.isfinite(h)
     all_finite = bool(finite.all())
@@ -167,7 +166,7 @@ def normalize(heat, *, norm="minmax", vmin=None, vmax=None, percentile=1.0) -> n
     Examples:
         >>> normalize(np.array([[0, 5], [10, np.nan]])).tolist()
         [[0.0, 0.5], [1.0, 0.0]]
-        >>> normalize(np.full((2, 2), 3.0)).max()
+        >>> float(normalize(np.full((2, 2), 3.0)).max())
         0.0
     """
     return _normalize(heat, norm, vmin, vmax, percentile)[0]
@@ -334,28 +333,18 @@ def colorize(
 
 # ---------------------------------------------------------------- blending
 def _as_frame(frame) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any supported frame -> (uint8 BGR HxWx3 contiguous, alpha channel or None)."""
+    """Any supported frame -> (uint8 BGR HxWx3 contiguous, alpha channel or None); values by
+    `as_bgr_u8`'s rule for each dtype (the alpha channel's too)."""
     f = np.asarray(frame)
     if f.ndim == 3 and f.shape[2] == 1:
         f = f[:, :, 0]
     if f.ndim not in (2, 3) or (f.ndim == 3 and f.shape[2] not in (3, 4)) or f.size == 0:
         raise ValueError(f"frame must be HxW (grey), HxWx3 (BGR) or HxWx4 (BGRA), got {f.shape}")
-    if f.dtype != np.uint8:
-        if f.dtype == np.uint16:
-            f = cv2.convertScaleAbs(f, alpha=1.0 / 257.0)
-        elif np.issubdtype(f.dtype, np.floating):  # float frames are taken as [0, 1]
-            f = cv2.convertScaleAbs(np.clip(np.nan_to_num(f, nan=0.0), 0.0, 1.0), alpha=255.0)
-        elif f.dtype == np.bool_:
-            f = f.astype(np.uint8) * np.uint8(255)
-        else:
-            raise ValueError(
-                f"frame dtype {f.dtype} not supported; use uint8, uint16 or float in [0, 1]"
-            )
-    if f.ndim == 2:
-        return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR), None
-    if f.shape[2] == 4:
-        return cv2.cvtColor(f, cv2.COLOR_BGRA2BGR), np.ascontiguousarray(f[:, :, 3])
-    return np.ascontiguousarray(f), None
+    alpha = None
+    if f.ndim == 3 and f.shape[2] == 4:
+        a = f[:, :, 3]
+        alpha = np.ascontiguousarray(a) if a.dtype == np.uint8 else as_bgr_u8(a)[:, :, 0].copy()
+    return np.ascontiguousarray(as_bgr_u8(f)), alpha
 
 
 def _with_alpha(bgr: np.ndarray, alpha_channel: np.ndarray | None) -> np.ndarray:
@@ -462,14 +451,9 @@ def overlay(
         >>> overlay(np.zeros((128, 64, 3), np.uint8), np.random.rand(32, 96), mode="mask").shape
         (128, 64, 3)
     """
-    mode = _choose(mode, MODES, "mode")
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    if threshold is not None:
-        threshold = float(threshold)
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    mode = validate("mode", mode)  # the settings' rules: the same words as a flag or config
+    alpha = validate("alpha", alpha)
+    threshold = validate("threshold", threshold)
     lut = resolve_colormap(colormap) if mode != "gray" else _GRAY_LUT
     bgr, alpha_channel = _as_frame(frame)
     n, informative = _normalize(heat, norm, vmin, vmax, percentile)

@@ -10,9 +10,18 @@ from liveheat.draw.overlay import _GRAY_LUT, _as_frame, _as_map, colorize, overl
 
 # ---------------------------------------------------------------- panels and colour bar
 def colorbar(
-    height: int, *, colormap="jet", vmin=None, vmax=None, width: int | None = None
+    height: int,
+    *,
+    colormap="jet",
+    vmin=None,
+    vmax=None,
+    width: int | None = None,
+    unit: str | None = None,
 ) -> np.ndarray:
     """A vertical colour bar (hot at the top) with ``vmax``/``vmin`` labels; BGR uint8.
+
+    `unit`, when given, is written in the middle: what the numbers are ("raw": map units,
+    "rel": relative to a normalisation).
 
     Examples:
         >>> colorbar(200, vmin=0.0, vmax=1.0).shape[0]
@@ -21,7 +30,7 @@ def colorbar(
     lut = resolve_colormap(colormap)
     height = int(height)
     scale = max(0.35, min(1.0, height / 600))
-    labels = [_fmt(v) for v in (vmax, vmin) if v is not None]
+    labels = [_fmt(v) for v in (vmax, vmin) if v is not None] + ([unit] if unit else [])
     text_w = max(
         (cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for s in labels), default=0
     )
@@ -41,6 +50,17 @@ def colorbar(
             cv2.FONT_HERSHEY_SIMPLEX,
             scale,
             (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    if unit:
+        cv2.putText(
+            img,
+            unit,
+            (x, (height + th) // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (200, 200, 200),
             1,
             cv2.LINE_AA,
         )

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from liveheat.draw.hud import draw_centered
-from liveheat.settings.fields import METHODS_FIXED, Settings
+from liveheat.settings.fields import METHODS_FIXED, Settings, validate
 
 # ---------------------------------------------------------------------------------- keys & HUD
 
@@ -104,8 +104,13 @@ class Controls:
         colormaps: tuple[str, ...] = COLORMAP_CYCLE,
     ) -> None:
         self.settings = settings
-        self.methods = tuple(methods)
-        self.colormaps = tuple(colormaps)
+        # checked now by the settings' rules, so a key never sets a value update() refuses
+        self.methods = tuple(
+            validate("method", m, where="in Controls(methods=...)") for m in methods
+        )
+        self.colormaps = tuple(
+            validate("colormap", c, where="in Controls(colormaps=...)") for c in colormaps
+        )
         self.features: Any = None  # the newest Features (set by the pipeline) for [ and ] wrap
         self.message = ""
         self.message_time = 0.0

@@ -12,6 +12,7 @@ import numpy as np
 
 from liveheat.draw.hud import _text_box, _text_scale
 from liveheat.errors import LiveheatError
+from liveheat.outputs.base import OutputBase
 from liveheat.outputs.display import display_available
 from liveheat.outputs.keys import Controls, draw_help
 from liveheat.outputs.video import _bgr_u8
@@ -20,7 +21,7 @@ from liveheat.settings.fields import Settings
 # -------------------------------------------------------------------------------------- window
 
 
-class Window:
+class Window(OutputBase):
     """An OpenCV window with keyboard controls (KEYS), a help overlay ('h') and screenshots ('s').
 
     `write(image, frame)` shows the image and handles keys (cv2.waitKey(1)); `.stop_requested`
@@ -67,10 +68,12 @@ class Window:
         # resizable, aspect kept; sized to the image (scaled down to fit max_size, e.g. panels)
         cv2.namedWindow(title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
 
-    def write(self, image: np.ndarray, frame: Any = None, *, features: Any = None) -> None:
-        """Show one image (with help/toast/pause overlays) and handle pending keys."""
+    def write(self, image: np.ndarray, frame: Any = None, annotation: Any = None) -> None:
+        """Show one image (with help/toast/pause overlays) and handle pending keys; the
+        annotation's features let `[` and `]` step through classes."""
         if self._closed:
             return
+        features = getattr(annotation, "features", None)
         if features is not None:
             self.controls.features = features
         self._last = _bgr_u8(image)
@@ -152,6 +155,10 @@ class Window:
         self.screenshots.append(path)
         self.controls.say(f"saved {path.name}")
         return path
+
+    def notify(self, text: str) -> None:
+        """Show a note as a toast over the picture."""
+        self.controls.say(text)
 
     def close(self) -> None:
         """Close the window (idempotent)."""

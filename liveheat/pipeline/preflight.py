@@ -108,10 +108,10 @@ def preflight(
 ) -> tuple[int, int]:
     """Check every setting before a single frame is read or a file is created.
 
-    Runs the drawing with the settings on a tiny blank frame and, given a backbone, one
-    heatmap on a blank frame, so a bad method, target, colormap, mode or norm fails here
-    with the owning module's message. Returns the size (W, H) of the rendered image for a
-    frame of `frame_size` (wider with `panels`).
+    Checks each field by its spec (`Settings.check`), then runs the drawing with the settings
+    on a tiny blank frame and, given a backbone, one heatmap on a blank frame, so a method or
+    target the model cannot serve fails here with the owning module's message. Returns the
+    size (W, H) of the rendered image for a frame of `frame_size` (wider with `panels`).
 
     Examples:
         >>> from liveheat.settings import Settings
@@ -121,17 +121,7 @@ def preflight(
     from liveheat.draw.overlay import overlay
     from liveheat.draw.panels import panels
 
-    every = settings.every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise LiveheatError(f"every must be a whole number >= 1, got {every!r}; try --every 2")
-    if not (0.0 <= float(settings.smooth) < 1.0):
-        raise LiveheatError(
-            f"smooth must be in [0, 1) (0 = off, 0.8 = strong), got {settings.smooth!r}"
-        )
-    if settings.max_fps is not None and not (float(settings.max_fps) > 0):
-        raise LiveheatError(f"max_fps must be > 0, got {settings.max_fps!r}; try --max-fps 15")
-    if not (0.0 <= float(settings.alpha) <= 1.0):
-        raise LiveheatError(f"alpha must be in [0, 1], got {settings.alpha!r}; try --alpha 0.5")
+    settings.check()  # each field by its one rule (catches values assigned directly)
 
     if settings.dump_maps:
         check_maps_path(settings.dump_maps)
@@ -141,7 +131,16 @@ def preflight(
     heat = np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7)
     kw = _drawing_kwargs(settings)
     if settings.norm == "fixed":
-        kw.update(vmin=0.0, vmax=1.0)
+        if settings.vmin is None or settings.vmax is None:
+            raise LiveheatError(
+                "--norm fixed needs --vmin A --vmax B (the map values drawn coldest and "
+                "hottest; see the colour bar of a run for the range of your maps)"
+            )
+        if not settings.vmin < settings.vmax:
+            raise LiveheatError(
+                f"--norm fixed needs vmin < vmax, got vmin={settings.vmin} vmax={settings.vmax}"
+            )
+        kw.update(vmin=settings.vmin, vmax=settings.vmax)
     if backbone is not None:
         from liveheat.model.heatmaps import heatmap
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -62,6 +63,7 @@ class RunStats:
         self._t_out: collections.deque[float] = collections.deque(maxlen=_RATE_WINDOW)
         self._lat: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         self._lat_recent: collections.deque[float] = collections.deque(maxlen=31)
+        self._work_recent: collections.deque[float] = collections.deque(maxlen=31)
         self._t0: float | None = None
         self._t1: float | None = None
 
@@ -96,6 +98,11 @@ class RunStats:
             with self._lock:
                 self.top_class, self.top_score = top
 
+    def _processed(self, seconds: float) -> None:
+        """One frame's own processing time (inference + drawing), without queue waits."""
+        with self._lock:
+            self._work_recent.append(seconds * 1000.0)
+
     def _written(self, t: float, t_cap: float) -> None:
         with self._lock:
             self.frames_out += 1
@@ -119,6 +126,23 @@ class RunStats:
                 _rate(self._t_inf),
                 lat[len(lat) // 2] if lat else 0.0,
             )
+
+    def hud_line(self, live: bool) -> str:
+        """The HUD's performance line. Live: output fps, capture-to-output latency, inference
+        fps and the map's age. Recorded: output fps and the processing time per frame
+        (inference + drawing, the median of the last ones): a recorded run's latency is only
+        how long frames wait in the queues."""
+        out_fps, inf_fps, lat = self.recent()
+        if not live:
+            with self._lock:
+                work = sorted(self._work_recent)
+            ms = work[len(work) // 2] if work else 0.0
+            return f"{out_fps:.0f} fps  {ms:.0f} ms/frame"
+        line = f"{out_fps:.0f} fps  {lat:.0f} ms"
+        line += f"  infer {inf_fps:.0f} fps"
+        if self.heat_age_ms is not None:
+            line += f"  map age {self.heat_age_ms:.0f} ms"
+        return line
 
     def snapshot(self) -> dict:
         """A consistent dict of every figure (keys in `RunStats.KEYS`).
@@ -201,3 +225,20 @@ def _top1(features: Any) -> tuple[str, float] | None:
         return None
     _, name, prob = top[0]
     return str(name), float(prob)
+
+
+def progress_bar(source: Any, max_frames: int | None = None) -> Any:
+    """A tqdm bar on stderr for a recorded source (frames; total from the source if known)."""
+    from tqdm import tqdm
+
+    total = getattr(source, "frame_count", None)
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    return tqdm(
+        total=total or None,
+        unit="frame",
+        desc="liveheat",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )

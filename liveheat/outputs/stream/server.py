@@ -17,18 +17,16 @@ import cv2
 import numpy as np
 
 from liveheat.errors import LiveheatError
+from liveheat.outputs.base import OutputBase
 from liveheat.outputs.stream.http import _host_name, _make_httpd
-from liveheat.settings.config import MAX_CLIENTS, check_value, parse_serve
-from liveheat.settings.fields import DRAWING_FIELDS
+from liveheat.settings.fields import LIVE_FIELDS, parse_serve, validate
 
 TOKEN_ENV = "LIVEHEAT_TOKEN"
-# settings the page may change live (only those that exist in Settings are offered)
-LIVE_KEYS = (*(k for k in DRAWING_FIELDS if k != "target"), "paused", "every")
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 _WILDCARD_HOSTS = ("0.0.0.0", "", "::")
 
 
-class StreamServer:
+class StreamServer(OutputBase):
     """An output that serves the frames it is given to browsers (MJPEG) on a background thread.
 
     Routes: `/` page (stream, stats, controls), `/stream` MJPEG, `/snapshot.jpg`, `/stats` JSON,
@@ -65,12 +63,8 @@ class StreamServer:
         send_timeout: float = 5.0,
         head_timeout: float = 10.0,
     ) -> None:
-        if not 1 <= int(jpeg_quality) <= 100:
-            raise LiveheatError(f"jpeg_quality {jpeg_quality!r}: expected an integer in [1, 100]")
-        if not 1 <= int(max_clients) <= MAX_CLIENTS:  # each viewer holds a thread
-            raise LiveheatError(
-                f"max_clients {max_clients!r}: expected an integer in [1, {MAX_CLIENTS}]"
-            )
+        jpeg_quality = validate("jpeg_quality", jpeg_quality)  # the settings' own rules
+        max_clients = validate("max_clients", max_clients)  # each viewer holds a thread
         if not (send_timeout > 0 and head_timeout > 0):
             raise LiveheatError("send_timeout and head_timeout: expected seconds > 0")
         self.host = host
@@ -122,7 +116,7 @@ class StreamServer:
         """How many `/stream` viewers are connected now."""
         return self._clients
 
-    def write(self, image: np.ndarray, frame: Any = None) -> None:
+    def write(self, image: np.ndarray, frame: Any = None, annotation: Any = None) -> None:
         """Publish a new frame (uint8 BGR). Never blocks on clients; encoding happens on demand.
 
         Examples:
@@ -226,7 +220,7 @@ class StreamServer:
         s = self.settings
         if s is None:
             return {}
-        return {k: getattr(s, k) for k in LIVE_KEYS if hasattr(s, k)}
+        return {k: getattr(s, k) for k in LIVE_FIELDS if hasattr(s, k)}
 
     def _apply(self, body: Any) -> dict[str, Any]:
         """Validate a POSTed settings object and apply it atomically; LiveheatError if bad."""
@@ -234,17 +228,12 @@ class StreamServer:
             raise LiveheatError("this server has no settings to change")
         if not isinstance(body, dict) or not body:
             raise LiveheatError('expected a JSON object of settings, e.g. {"alpha": 0.6}')
-        offered = [k for k in LIVE_KEYS if hasattr(self.settings, k)]
+        offered = [k for k in LIVE_FIELDS if hasattr(self.settings, k)]
         changes = {}
         for key, value in body.items():
             if key not in offered:
                 raise LiveheatError(f"setting {key!r} cannot be changed here; valid: {offered}")
-            if key == "paused":
-                if not isinstance(value, bool):
-                    raise LiveheatError(f"paused = {value!r}: expected true/false")
-                changes[key] = value
-            else:
-                changes[key] = check_value(key, value)
+            changes[key] = validate(key, value, where="in POST /settings")
         self.settings.update(**changes)
         return self._live_settings()
 
