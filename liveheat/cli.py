@@ -2,7 +2,7 @@
 
 Every problem a user can act on prints one `liveheat: error: ...` line: a bad argument or file
 (found before the run) exits 2; a run that ends early (camera disconnected, truncated file)
-exits 1 after its summary; Ctrl-C / SIGTERM finalise the output and exit 130 / 143.
+exits 1 after its summary; Ctrl-C / SIGTERM / SIGHUP finalise the output and exit 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from liveheat._common.imagefiles import read_image, read_map, write_image
 from liveheat.errors import LiveheatError
 
 EXIT_USAGE = 2  # a bad argument or file, found before the run
@@ -29,18 +30,21 @@ def _add_image(sub) -> None:
     p.add_argument("input", metavar="IN", help="image file (any OpenCV reads: grey, BGRA, 16-bit)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
     p.add_argument("--heat", metavar="MAP", help=".npy, .npz (one array) or an image read as grey")
-    _add_drawing_flags(p)
-    _add_model_flags(p)  # used without --heat: the model makes the map
+    p.add_argument(
+        "--index", type=int, default=None, metavar="I",
+        help="with --heat MAPS.npz from --dump-maps: draw map I (default: the only one)",
+    )  # fmt: skip
+    # no preset or config to layer here: the flags hold the settings' own defaults
+    _add_drawing_flags(p, defaults=True)
+    _add_model_flags(p, defaults=True)  # used without --heat: the model makes the map
     p.set_defaults(func=_cmd_image)
 
 
-def _add_drawing_flags(p) -> None:
-    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1]")
-    p.add_argument("--colormap", default="jet", help="OpenCV colormap name (jet, turbo, ...)")
-    p.add_argument("--mode", default="color", help="color | gray | mask | transparent")
-    p.add_argument("--norm", default="minmax", help="minmax | percentile | sigmoid | fixed | none")
-    p.add_argument("--threshold", type=float, default=None, help="hide heat below this (0..1)")
-    p.add_argument("--panels", action="store_true", help="original | heatmap | overlay")
+def _add_drawing_flags(p, *, defaults: bool = False) -> None:
+    from liveheat.settings.flags import add_setting_flags
+
+    names = ("alpha", "colormap", "mode", "norm", "vmin", "vmax", "threshold", "panels")
+    add_setting_flags(p, names, defaults=defaults)
 
 
 def _cmd_image(args) -> int:
@@ -48,7 +52,7 @@ def _cmd_image(args) -> int:
 
     frame = read_image(args.input)
     if args.heat:
-        heat = read_map(args.heat)
+        heat = read_map(args.heat, index=args.index)
     else:
         heat = _image_heat_from_model(args, frame)
     kw = dict(
@@ -56,6 +60,8 @@ def _cmd_image(args) -> int:
         colormap=args.colormap,
         mode=args.mode,
         norm=args.norm,
+        vmin=args.vmin,
+        vmax=args.vmax,
         threshold=args.threshold,
     )
     try:
@@ -108,161 +114,82 @@ def _cmd_layers(args) -> int:
     return 0
 
 
-def read_image(path: str):
-    """Read any image OpenCV reads, unchanged (grey, BGR, BGRA, 16-bit); LiveheatError if not."""
-    import cv2
-
-    if not os.path.isfile(path):
-        raise LiveheatError(f"cannot read image {path!r}: no such file")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise LiveheatError(f"cannot read image {path!r}: not an image OpenCV can decode")
-    return img
-
-
-def read_map(path: str):
-    """A heatmap from .npy, .npz (one array) or an image read as grey; LiveheatError if not."""
-    import cv2
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise LiveheatError(f"cannot read map {path!r}: no such file")
-    ext = os.path.splitext(path)[1].lower()
-    try:
-        if ext == ".npy":
-            heat = np.load(path, allow_pickle=False)
-        elif ext == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if len(z.files) != 1:
-                    raise LiveheatError(
-                        f"map {path!r} holds {len(z.files)} arrays ({', '.join(z.files)}); "
-                        "expected exactly one"
-                    )
-                heat = z[z.files[0]]
-        else:
-            heat = cv2.imread(path, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
-            if heat is None:
-                raise LiveheatError(f"cannot read map {path!r}: not .npy, .npz or an image")
-    except (ValueError, OSError, EOFError) as e:
-        raise LiveheatError(f"cannot read map {path!r}: {e}") from None
-    heat = np.asarray(heat)
-    if heat.ndim == 3 and 1 in (heat.shape[0], heat.shape[2]):
-        heat = heat.reshape(heat.shape[1:] if heat.shape[0] == 1 else heat.shape[:2])
-    if heat.ndim != 2:
-        raise LiveheatError(f"map {path!r} has shape {heat.shape}; expected a 2D map (h, w)")
-    return heat
-
-
-def write_image(path: str, image) -> None:
-    """Write atomically: a temporary file beside OUT, renamed on success; nothing left on error."""
-    import cv2
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise LiveheatError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    base, ext = os.path.splitext(os.path.basename(path))
-    if not cv2.haveImageWriter(path):
-        raise LiveheatError(
-            f"cannot write {path!r}: unknown image extension {ext!r}; "
-            "use .png, .jpg, .bmp, .tiff or .webp"
-        )
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp{ext}")
-    try:
-        ok = cv2.imwrite(tmp, image)
-        if not ok:
-            raise LiveheatError(f"cannot write {path!r}: OpenCV could not write the file")
-        os.replace(tmp, path)
-    except (cv2.error, OSError) as e:
-        raise LiveheatError(f"cannot write {path!r}: {str(e).strip().splitlines()[-1]}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 # ---------------------------------------------------------------- run / demo (video)
-_EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, file finalised
+# 128 + signal number, file finalised; SIGHUP: the terminal or SSH session closed
+_EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+if hasattr(signal, "SIGHUP"):  # not on Windows
+    _EXIT_SIGNAL[signal.SIGHUP] = 129
 
 
 def _add_run(sub) -> None:
+    from liveheat.settings.flags import add_setting_flags
+
     p = sub.add_parser(
         "run",
         help="annotate a camera, video file, image folder or stream URL",
-        description="Annotate a source live or recorded. Ctrl-C or SIGTERM finalises the output "
-        "file (every frame processed so far), prints the summary and exits 130 / 143.",
+        description="Annotate a source live or recorded. Ctrl-C, SIGTERM or SIGHUP finalises "
+        "the output file (every frame processed so far), prints the summary and exits "
+        "130 / 143 / 129.",
     )
     p.add_argument("source", metavar="SOURCE", help="camera index (0), video file, folder, URL")
-    p.add_argument("-o", "--output", metavar="OUT", help="video file: .mp4 .avi .webm .mkv")
+    # every setting flag defaults to None = "not given", so a preset or config value stays
+    # unless the flag is typed (even when typed with the default value)
+    add_setting_flags(p, ["output"])
+    _add_file_flags(p, live=True)
     _add_view_flags(p)
-    p.add_argument("--every", type=int, default=1, metavar="N", help="infer on every Nth frame")
-    p.add_argument("--max-fps", type=float, default=None, help="read at most this many fps")
+    add_setting_flags(p, ["every", "max_fps"])
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
-    p.add_argument("--dump-maps", metavar="MAPS.npz", help="save the raw heatmaps (npz)")
+    add_setting_flags(p, ["dump_maps"])
     _add_edge_flags(p)
     p.set_defaults(func=_cmd_run)
 
 
+def _add_file_flags(p, *, live: bool) -> None:
+    """The video file's codec, quality, sound (and, for live sources, segments)."""
+    from liveheat.settings.flags import add_setting_flags
+
+    g = p.add_argument_group("video file (see `liveheat doctor` for what each extension uses)")
+    add_setting_flags(g, ["codec", "crf", "encoder_preset", "audio"] + (["segment"] * live))
+
+
 def _add_view_flags(p) -> None:
     """What `run` and `demo` share: window, model, drawing, HUD and smoothing options."""
-    p.add_argument("--no-show", action="store_true", help="no window, even with a display")
+    from liveheat.settings.flags import add_setting_flags
+
+    add_setting_flags(p, ["show"])
     _add_model_flags(p)
     _add_drawing_flags(p)
-    p.add_argument("--no-hud", action="store_true", help="no text or colour bar on the frames")
-    p.add_argument("--smooth", type=float, default=0.0, help="temporal smoothing in [0, 1)")
+    add_setting_flags(p, ["hud", "hud_parts", "smooth", "smoother", "scale"])
 
 
-def _add_model_flags(p) -> None:
-    p.add_argument("--model", default=None, help="bundled fp32 (default), 'int8', or an .onnx")
-    p.add_argument("--layer", default=None, help="feature map to explain (liveheat layers)")
-    p.add_argument("--method", default="cam", help="cam | eigen | mean | max | norm | channel:K")
-    p.add_argument("--target", default=None, help="class index or name (default: top-1)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads")
-    p.add_argument("--input-size", type=int, default=None, help="inference side (x32)")
+def _add_model_flags(p, *, defaults: bool = False) -> None:
+    from liveheat.settings.flags import add_setting_flags
+
+    names = ("model", "layer", "method", "target", "threads", "input_size")
+    add_setting_flags(p, names, defaults=defaults)
 
 
 def _add_edge_flags(p) -> None:
+    from liveheat.settings.flags import add_setting_flags
+
     g = p.add_argument_group("edge: stream server, preset, config file")
-    g.add_argument(
-        "--serve",
-        metavar="[HOST:]PORT",
-        help="serve the stream to browsers "
-        "(8080: this machine only; 0.0.0.0:8080: every interface)",
-    )
-    g.add_argument(
-        "--token", help="every request needs ?token= or a Bearer header (default: $LIVEHEAT_TOKEN)"
-    )
-    g.add_argument("--jpeg-quality", type=int, metavar="Q", help="stream JPEG quality 1-100 (80)")
-    g.add_argument("--max-clients", type=int, metavar="N", help="stream viewers at once (8)")
-    g.add_argument(
-        "--preset",
-        choices=["edge"],
-        help="edge: int8 model, cores-1 threads, 160 px input, --every 2, smoothing on",
-    )
+    add_setting_flags(g, ["serve", "token", "jpeg_quality", "max_clients", "preset"])
     g.add_argument(
         "--config",
         metavar="FILE.toml",
         help="settings file (keys = setting names: alpha = 0.6, show = false); precedence: "
         "defaults < preset < config < flags",
     )
-    # every setting flag defaults to None = "not given", so a preset or config value stays
-    # unless the flag is typed (even when typed with the default value)
-    p.set_defaults(**{k: None for k in (
-        "output", "no_show", "model", "layer", "method", "target", "threads", "input_size",
-        "alpha", "colormap", "mode", "norm", "threshold", "panels", "no_hud", "smooth",
-        "every", "max_fps", "dump_maps",
-    )})  # fmt: skip
 
 
 def _run_settings(args):
     from liveheat.settings.config import build_settings
+    from liveheat.settings.flags import given_settings
 
-    names = ("output", "model", "layer", "method", "target", "threads", "input_size", "alpha",
-             "colormap", "mode", "norm", "threshold", "panels", "smooth", "every", "max_fps",
-             "dump_maps", "serve", "token", "jpeg_quality", "max_clients")  # fmt: skip
-    flags = {k: getattr(args, k, None) for k in names}
-    flags["show"] = False if getattr(args, "no_show", None) else None
-    flags["hud"] = False if getattr(args, "no_hud", None) else None
     return build_settings(
-        flags, config=getattr(args, "config", None), preset=getattr(args, "preset", None)
+        given_settings(args),
+        config=getattr(args, "config", None),
+        preset=getattr(args, "preset", None),
     )
 
 
@@ -272,25 +199,17 @@ def _cmd_run(args) -> int:
     return _run_video(args.source, _run_settings(args), max_frames=args.max_frames)
 
 
-def _same_file(a, b) -> bool:
-    """True when the two paths name one file (compared by inode when both exist)."""
-    try:
-        if os.path.exists(a) and os.path.exists(b):
-            return os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-    return os.path.abspath(a) == os.path.abspath(b)
-
-
 def _check_paths(spec, settings) -> None:
     """Refuse to write over the source (or the video over the maps) before anything opens."""
+    from liveheat._common.files import same_file
+
     for flag, path in (("-o", settings.output), ("--dump-maps", settings.dump_maps)):
-        if path and isinstance(spec, str | os.PathLike) and _same_file(spec, path):
+        if path and isinstance(spec, str | os.PathLike) and same_file(spec, path):
             raise LiveheatError(
                 f"{flag} {os.fspath(path)!r} is the source itself; writing it would destroy "
                 "the input: choose another file name"
             )
-    if settings.output and settings.dump_maps and _same_file(settings.output, settings.dump_maps):
+    if settings.output and settings.dump_maps and same_file(settings.output, settings.dump_maps):
         raise LiveheatError(
             f"-o and --dump-maps name the same file {os.fspath(settings.output)!r}; "
             "choose two file names"
@@ -302,11 +221,12 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     import contextlib
 
     from liveheat.outputs.display import display_available
-    from liveheat.outputs.keys import Controls
+    from liveheat.outputs.maps import MapsFile
+    from liveheat.outputs.stream.server import StreamServer
     from liveheat.outputs.video import VideoSink
-    from liveheat.outputs.window import Window
     from liveheat.pipeline.preflight import make_backbone, preflight
     from liveheat.pipeline.runner import Runner
+    from liveheat.pipeline.video import outputs_from_settings
     from liveheat.sources.source import open_source
 
     _check_paths(spec, settings)
@@ -330,19 +250,14 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
         backbone = make_backbone(settings, live=source.live)
         size = preflight(settings, backbone, frame_size=tuple(source.size))
         outputs = list(extra_outputs)
-        server = _start_server(settings, stack) if settings.serve else None
+        outputs += outputs_from_settings(
+            settings, stack, size=size, fps=source.fps, live=source.live, show=show, source=source
+        )
+        server = next((o for o in outputs if isinstance(o, StreamServer)), None)
+        sink = next((o for o in outputs if isinstance(o, VideoSink)), None)
+        maps = next((o for o in outputs if isinstance(o, MapsFile)), None)
         if server is not None:
-            outputs.append(server)
-        sink = None
-        if settings.output:
-            fps = source.fps or 25.0
-            # live: frames placed by capture time, so the file plays at wall-clock speed
-            sink = VideoSink(settings.output, fps=fps, size=size, by_timestamp=source.live)
-            stack.enter_context(sink)
-            outputs.append(sink)
-        if show:
-            window = Window(settings, controls=Controls(settings))
-            outputs.append(stack.enter_context(window))
+            _say_serving(server)
         runner = Runner(source, settings, outputs=outputs, backbone=backbone, max_frames=max_frames)
         if server is not None:
             server.stats = runner.stats.snapshot  # /stats shows the run's figures
@@ -356,10 +271,12 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
             stack.close()  # finalise the file before the summary names it
         except LiveheatError as e:  # the finished file could not be moved into place
             stats.error, failed = stats.error or str(e), True
-        written = settings.output if sink is not None and sink.frames_written else None
-        if written is not None and not os.path.exists(written):
-            written = None
-        note = None
+        if maps is not None and os.path.exists(maps.path):
+            stats.maps_path, stats.maps_count = maps.path, maps.count
+        # the files finished (segments: one per start time); none after a write error
+        files = [os.fspath(f) for f in sink.files if os.path.exists(f)] if sink else []
+        written = ", ".join(files) if files and not sink.failed else None
+        note = source.note  # damaged frames of a video file, skipped and counted
         if written is not None and sink.by_timestamp and (sink.repeated or sink.skipped):
             note = (
                 f"{sink.frames_written} frames in the file at {sink.fps:g} fps to keep "
@@ -377,11 +294,8 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     return 0
 
 
-def _start_server(settings, stack):
-    """Start the stream server (closed with the stack) and say where it is."""
-    from liveheat.outputs.stream.server import server_from_settings
-
-    server = stack.enter_context(server_from_settings(settings))
+def _say_serving(server) -> None:
+    """Say where the stream is (and warn when it is open to others without a token)."""
     note = " (token required: add ?token=...)" if server.token else ""
     print(f"liveheat: serving {server.url}{note}", file=sys.stderr)
     if server.host not in ("127.0.0.1", "::1", "localhost") and not server.token:
@@ -390,11 +304,10 @@ def _start_server(settings, stack):
             "reach this machine can watch: set --token or LIVEHEAT_TOKEN",
             file=sys.stderr,
         )
-    return server
 
 
 class _stop_on_signals:  # noqa: N801 - used as a context manager
-    """SIGINT/SIGTERM stop the run cleanly (a second Ctrl-C aborts at once). A signal that
+    """SIGINT/SIGTERM/SIGHUP stop the run cleanly (a second Ctrl-C aborts at once). A signal that
     comes before `attach(runner)` (while opening) stops the runner as it is attached."""
 
     def __init__(self) -> None:
@@ -434,16 +347,18 @@ def _add_demo(sub) -> None:
         description="Annotate the bundled Big Buck Bunny clip (c) Blender Foundation, CC-BY 3.0, "
         "show it when a display exists, write liveheat-demo.mp4 and print a summary.",
     )
-    p.add_argument("-o", "--output", default="liveheat-demo.mp4", metavar="OUT")
+    from liveheat.settings.flags import add_setting_flags
+
+    add_setting_flags(p, ["output"], output={"default": "liveheat-demo.mp4"})
+    _add_file_flags(p, live=False)
     _add_view_flags(p)  # run's model and drawing options, to try them on the bundled clip
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args) -> int:
-    from pathlib import Path
+    from liveheat._common.files import bundled_clip
 
-    clip = Path(__file__).resolve().parent / "data" / "bigbuckbunny.mp4"
-    return _run_video(str(clip), _run_settings(args))
+    return _run_video(bundled_clip(), _run_settings(args))
 
 
 # ---------------------------------------------------------------- doctor
@@ -466,7 +381,10 @@ def _cmd_doctor(args) -> int:
 
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
+    from liveheat import __version__
+
     parser = _Parser(prog="liveheat", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"liveheat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_image(sub)
     _add_layers(sub)

@@ -1,6 +1,6 @@
 """`liveheat doctor`: what this machine can read, write, run and show, as pasteable plain text.
 
-It only looks: codecs in a temporary folder, cameras with a timeout, a window only in a child.
+It only looks: video files in a temporary folder, cameras with a timeout, a window only in a child.
 """
 
 from __future__ import annotations
@@ -17,19 +17,6 @@ from pathlib import Path
 
 from liveheat._common.system import gui_backend, quiet_opencv, quiet_stderr, usable_cores
 
-# (extension, fourcc): the containers and codecs a video output may use, in fallback order
-CODECS: tuple[tuple[str, str], ...] = (
-    (".mp4", "mp4v"),
-    (".mp4", "avc1"),
-    (".avi", "MJPG"),
-    (".avi", "XVID"),
-    (".webm", "VP80"),
-    (".webm", "VP90"),
-    (".mkv", "X264"),
-    (".mkv", "VP80"),
-    (".mkv", "MJPG"),
-    (".mkv", "XVID"),
-)
 CAMERA_INDICES = (0, 1, 2, 3)
 # sha256 of the bundled models as exported (models/README.md lists the same digests)
 EXPECTED_SHA256 = {
@@ -42,38 +29,64 @@ EXPECTED_SHA256 = {
 Section = tuple[str, list[tuple[str, str]]]
 
 
-def probe_codecs(folder: str | os.PathLike | None = None) -> list[tuple[str, str, bool]]:
-    """Try to write (and read back) a tiny clip with every (extension, fourcc) in `CODECS`.
+def probe_video_files(folder: str | os.PathLike | None = None) -> list[tuple[str, str, bool]]:
+    """Write (and read back with PyAV) a tiny clip for every output extension, with what the
+    codec table (`outputs/codecs.py`) says it uses.
 
-    Returns (extension, fourcc, works) per pair. Files go to a temporary folder that is removed.
+    Returns (extension, what it uses, works) per extension. Files go to a temporary folder
+    that is removed.
 
     Examples:
-        >>> ("avi", "MJPG", True) in [(e[1:], c, ok) for e, c, ok in probe_codecs()]
+        >>> (".avi", True) in [(e, ok) for e, _, ok in probe_video_files()]
         True
     """
-    import cv2
+    import av
     import numpy as np
+
+    from liveheat.errors import LiveheatError
+    from liveheat.outputs.codecs import extension_table
+    from liveheat.outputs.video import VideoSink
 
     frames = [np.full((64, 96, 3), 40 * i, np.uint8) for i in range(5)]
     results = []
-    with quiet_opencv():
-        with tempfile.TemporaryDirectory(prefix="liveheat-doctor-", dir=folder) as tmp:
-            for ext, fourcc in CODECS:
-                path = os.path.join(tmp, f"probe-{fourcc}{ext}")
+    with tempfile.TemporaryDirectory(prefix="liveheat-doctor-", dir=folder) as tmp:
+        for ext, uses in extension_table():
+            path = os.path.join(tmp, f"probe{ext}")
+            works = False
+            try:
+                with quiet_stderr(), VideoSink(path, fps=25.0, notice=lambda _: None) as sink:
+                    for f in frames:
+                        sink.write(f)
+                with av.open(path) as f:
+                    works = sum(1 for _ in f.decode(video=0)) == len(frames)
+            except (LiveheatError, av.FFmpegError, OSError):
                 works = False
-                with quiet_stderr():
-                    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (96, 64))
-                    if writer.isOpened():
-                        for f in frames:
-                            writer.write(f)
-                        writer.release()
-                        cap = cv2.VideoCapture(path)
-                        works = bool(cap.isOpened() and cap.read()[0])
-                        cap.release()
-                    else:
-                        writer.release()
-                results.append((ext, fourcc, works))
+            results.append((ext, uses, works))
     return results
+
+
+def video_rows() -> list[tuple[str, str]]:
+    """PyAV's and FFmpeg's versions, the encoders present, and what each extension uses."""
+    av, av_error = _import("av")
+    if av is None:
+        return [("import", av_error)]
+    lib = av.library_versions.get("libavcodec")
+    rows = [
+        ("pyav", av.__version__),
+        ("ffmpeg", f"{av.ffmpeg_version_info} (libavcodec {'.'.join(map(str, lib or ()))})"),
+    ]
+    cv2, _ = _import("cv2")
+    if cv2 is None:  # liveheat's outputs draw and convert with OpenCV
+        rows.append(("write + read back", "skipped: OpenCV did not import (see above)"))
+        return rows
+    from liveheat.outputs.codecs import DOCTOR_ENCODERS, encoder_present
+
+    for family, names in DOCTOR_ENCODERS:
+        present = [n for n in names if encoder_present(n)]
+        rows.append((f"encoder {family}", ", ".join(present) if present else "none"))
+    for ext, uses, works in probe_video_files():
+        rows.append((ext, f"{uses}; writes + reads back: {'yes' if works else 'no'}"))
+    return rows
 
 
 def probe_cameras(
@@ -268,11 +281,7 @@ def collect(*, cameras: bool = True) -> list[Section]:
         sections.append(("opencv", [("import", cv2_error)]))
     else:
         sections.append(("opencv", _opencv_rows(cv2)))
-    if cv2 is None or np is None:
-        codec_rows = skipped
-    else:
-        codec_rows = [(f"{e} {fourcc}", "yes" if ok else "no") for e, fourcc, ok in probe_codecs()]
-    sections.append(("video codecs (write + read back)", codec_rows))
+    sections.append(("video files (PyAV)", video_rows()))
     if ort is None:
         sections.append(("onnxruntime", [("import", ort_error)]))
     else:

@@ -36,7 +36,8 @@ from liveheat.settings.config import build_settings
 from liveheat.settings.fields import Settings
 from liveheat.sources.source import open_source
 
-CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
+CLIP = Path(liveheat.bundled_clip())
+CODEC: str | None = None  # --codec
 CLIP_FPS = 25.0
 LIVE_FPS = 30.0
 
@@ -69,7 +70,7 @@ def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> fl
     """The plain loop a user writes, same parts as the Runner: fps (open to file closed)."""
     snap = settings.snapshot()
     t0 = time.perf_counter()
-    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size) as sink:
+    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink:
         feats = None
         for i in range(frames):
             frame = src.read()
@@ -95,7 +96,7 @@ def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> fl
 
 def pipelined(settings: Settings, backbone: Backbone, frames: int, out: Path) -> float:
     t0 = time.perf_counter()
-    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size) as sink:
+    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink:
         stats = Runner(
             src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=frames
         ).run()
@@ -118,7 +119,7 @@ def timed(fn, *args) -> tuple[float, float]:
 def live(settings: Settings, backbone: Backbone, seconds: float, out: Path) -> dict:
     n = int(seconds * LIVE_FPS)
     with open_source(CLIP, live=True, loop=True, fps=LIVE_FPS) as src:
-        with VideoSink(out, fps=LIVE_FPS, size=src.size) as sink:
+        with VideoSink(out, fps=LIVE_FPS, size=src.size, codec=CODEC) as sink:
             stats = Runner(
                 src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=n
             ).run()
@@ -134,7 +135,13 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--live-seconds", type=float, default=8.0)
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    ap.add_argument(
+        "--codec", default=None,
+        help="the .mp4's video codec (default: VideoSink's, H.264; mpeg4 = OpenCV's old mp4v)",
+    )  # fmt: skip
     args = ap.parse_args()
+    global CODEC
+    CODEC = args.codec
     print(
         f"liveheat {liveheat.__version__}, OpenCV {cv2.__version__}, onnxruntime "
         f"{ort.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, onnxruntime "

@@ -17,7 +17,7 @@ import pytest
 
 from liveheat._common.system import usable_cores
 from liveheat.cli import main
-from liveheat.doctor import CODECS, EXPECTED_SHA256, collect, format_report, probe_cameras
+from liveheat.doctor import EXPECTED_SHA256, collect, format_report, probe_cameras
 from liveheat.errors import LiveheatError
 from liveheat.model.backbone import Backbone
 from liveheat.model.bundled import BUNDLED, models_dir
@@ -87,23 +87,32 @@ def test_doctor_reports_the_blas_threads_the_libraries_report(report):
     assert row.endswith(f"({blas.who_chose()})"), row
 
 
-def test_doctor_codec_table_matches_what_this_opencv_can_write(report, tmp_path):
-    codecs = report["video codecs (write + read back)"]
-    assert set(codecs) == {f"{ext} {fourcc}" for ext, fourcc in CODECS}
-    assert codecs[".avi MJPG"] == "yes" and codecs[".mp4 mp4v"] == "yes"
-    for key in (".mp4 avc1", ".webm VP80"):  # a second, independent try agrees with the report
-        ext, fourcc = key.split()
-        path = str(tmp_path / f"check{ext}")
-        w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 25.0, (96, 64))
-        opened = w.isOpened()
-        if opened:
+def test_doctor_lists_pyav_ffmpeg_the_encoders_and_what_each_extension_uses(report, tmp_path):
+    import av
+
+    from liveheat.outputs.codecs import CONTAINERS, DOCTOR_ENCODERS, choose
+    from liveheat.outputs.video import VideoSink
+
+    video = report["video files (PyAV)"]
+    assert video["pyav"] == av.__version__ and video["ffmpeg"].startswith(av.ffmpeg_version_info)
+    assert {k for k in video if k.startswith("encoder ")} == {
+        f"encoder {family}" for family, _ in DOCTOR_ENCODERS
+    }
+    assert video["encoder h264"] == "libx264" and video["encoder aac"] == "aac"
+    assert set(CONTAINERS) <= set(video)
+    assert video[".mp4"].startswith("h264 (libx264 superfast, crf 22); sound: copy aac")
+    assert "plays in browsers" in video[".mp4"] and "plays in browsers" in video[".webm"]
+    assert video[".webm"].startswith("vp9 (libvpx-vp9") and video[".avi"].startswith("mjpeg")
+    for ext in (".mp4", ".webm", ".avi"):  # a second, independent try agrees with the report
+        path = tmp_path / f"check{ext}"
+        with VideoSink(path, fps=25.0) as sink:
             for i in range(5):
-                w.write(np.full((64, 96, 3), 40 * i, np.uint8))
-        w.release()
-        cap = cv2.VideoCapture(path)
-        works = opened and cap.isOpened() and cap.read()[0]
-        cap.release()
-        assert codecs[key] == ("yes" if works else "no"), key
+                sink.write(np.full((64, 96, 3), 40 * i, np.uint8))
+        with av.open(str(path)) as f:
+            name = f.streams.video[0].codec_context.codec.canonical_name
+            works = sum(1 for _ in f.decode(video=0)) == 5
+        assert name == choose(str(path)).codec.name
+        assert video[ext].endswith(f"writes + reads back: {'yes' if works else 'no'}"), ext
 
 
 def test_doctor_lists_bundled_models_with_true_checksums_and_sizes(report):
@@ -205,9 +214,9 @@ def test_doctor_reports_a_library_that_does_not_import(monkeypatch, broken):
     section = "onnxruntime" if broken == "onnxruntime" else "opencv"
     assert sections[section]["import"].startswith("import failed: ModuleNotFoundError: ")
     if broken == "cv2":
-        assert sections["video codecs (write + read back)"] == {
-            "skipped": "OpenCV or numpy did not import (see above)"
-        }
+        assert sections["video files (PyAV)"]["write + read back"] == (
+            "skipped: OpenCV did not import (see above)"
+        )
         assert sections["cameras (indices 0-3)"]["skipped"].startswith("OpenCV")
     assert sections["system"]["numpy"] == np.__version__  # the rest is still reported
     assert sections["bundled models"]["folder"] == str(models_dir())

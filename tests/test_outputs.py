@@ -3,6 +3,10 @@ and Controls, the HUD and help overlay (the window itself is tested under Xvfb i
 
 from __future__ import annotations
 
+import dataclasses
+from fractions import Fraction
+
+import av
 import cv2
 import numpy as np
 import pytest
@@ -47,14 +51,21 @@ def _mad(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------ VideoSink
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".avi", ".webm", ".mkv"])
+def _times(path) -> list[float]:
+    """The presentation time of every frame of a file, in seconds, as PyAV decodes them."""
+    with av.open(str(path)) as f:
+        return [float(fr.time) for fr in f.decode(video=0)]
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".avi", ".webm", ".mkv"])
 def test_video_round_trips_per_extension(tmp_path, clip_frames, ext):
     path = tmp_path / f"out{ext}"
     with VideoSink(path, fps=25.0) as sink:
-        assert sink.fourcc == CODECS[ext][0]  # the first codec of the chain works here
+        assert sink.codec == CODECS[ext]  # the extension's codec from the one table
         for f in clip_frames:
             sink.write(f)
     assert sink.frames_written == N and sink.size == (1280, 720) and sink.resized == 0
+    assert sink.files == [path] and sink.padded is None
     with open_source(path) as src:
         back = list(src)
     assert len(back) == N
@@ -70,25 +81,40 @@ def test_fractional_fps_is_written_unrounded(tmp_path, small_frames):
     with VideoSink(path, fps=30000 / 1001, size=(320, 180)) as sink:
         for f in small_frames:
             sink.write(f)
-    assert sink.fps == 30000 / 1001
+    assert sink.fps == 30000 / 1001 and sink.rate == Fraction(30000, 1001)
     assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS) == pytest.approx(29.97, abs=1e-3)
     with open_source(path) as src:
         assert src.fps == 30000 / 1001 and src.frame_count == N
+    mp4 = tmp_path / "ntsc.mp4"
+    with VideoSink(mp4, fps=30000 / 1001) as sink:
+        for f in small_frames:
+            sink.write(f)
+    with av.open(str(mp4)) as f:
+        assert f.streams.video[0].average_rate == Fraction(30000, 1001)
+    assert _times(mp4) == pytest.approx([k * 1001 / 30000 for k in range(N)], abs=1e-6)
 
 
-def test_codec_fallback_chain_uses_the_next_codec(tmp_path, small_frames, monkeypatch):
-    monkeypatch.setitem(CODECS, ".avi", ("ZZZZ", "MJPG"))  # an unknown fourcc first
-    with VideoSink(tmp_path / "fallback.avi", fps=25) as sink:
+def test_the_first_encoder_present_is_used(tmp_path, small_frames, monkeypatch):
+    from liveheat.outputs import codecs
+
+    av1 = codecs.VIDEO_CODECS["av1"]
+    monkeypatch.setitem(
+        codecs.VIDEO_CODECS, "av1", dataclasses.replace(av1, encoders=("nosuch", "libsvtav1"))
+    )
+    with VideoSink(tmp_path / "fallback.mkv", fps=25, codec="av1") as sink:
         sink.write(small_frames[0])
-    assert sink.fourcc == "MJPG"
-    assert len(read_frames(tmp_path / "fallback.avi")) == 1
+    assert sink.encoder == "libsvtav1"
+    assert len(_times(tmp_path / "fallback.mkv")) == 1  # PyAV (dav1d) reads AV1; OpenCV not
 
 
-def test_no_working_codec_fails_before_any_frame_and_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setitem(CODECS, ".avi", ("ZZZZ", "QQQQ"))
-    with pytest.raises(LiveheatError, match="no working codec .*ZZZZ, QQQQ.*try"):
+def test_no_encoder_fails_before_any_frame_and_leaves_no_file(tmp_path, monkeypatch):
+    from liveheat.outputs import codecs
+
+    mjpeg = dataclasses.replace(codecs.VIDEO_CODECS["mjpeg"], encoders=("nosuch", "nosuch2"))
+    monkeypatch.setitem(codecs.VIDEO_CODECS, "mjpeg", mjpeg)
+    with pytest.raises(LiveheatError, match="has no nosuch or nosuch2 encoder.*doctor"):
         VideoSink(tmp_path / "x.avi", fps=25)
-    with pytest.raises(LiveheatError, match="no working codec"):
+    with pytest.raises(LiveheatError, match="no nosuch"):
         VideoSink(tmp_path / "y.avi", fps=25, size=(320, 180))
     assert list(tmp_path.iterdir()) == []
 
@@ -119,15 +145,49 @@ def test_size_given_up_front(tmp_path, small_frames):
         assert src.size == (160, 90) and src.fps == 12.5 and src.frame_count == 3
 
 
+@pytest.mark.parametrize(("ext", "codec"), [(".avi", None), (".webm", None), (".mkv", "mpeg4")])
+def test_odd_sizes_are_kept_where_the_codec_allows(tmp_path, small_frames, ext, codec):
+    notes = []
+    odd = [f[:179, :319] for f in small_frames[:3]]
+    with VideoSink(tmp_path / f"odd{ext}", fps=25, codec=codec, notice=notes.append) as sink:
+        for f in odd:
+            sink.write(f)
+    assert sink.padded is None and notes == []
+    back = read_frames(tmp_path / f"odd{ext}")
+    assert [b.shape for b in back] == [(179, 319, 3)] * 3
+    assert _mad(back[1], odd[1]) < 6
+
+
+def test_odd_sizes_are_padded_for_h264_and_said_once(tmp_path, small_frames):
+    notes = []
+    odd = [f[:179, :319] for f in small_frames[:3]]
+    with VideoSink(tmp_path / "odd.mp4", fps=25, notice=notes.append) as sink:
+        for f in odd:
+            sink.write(f)
+    assert sink.size == (319, 179) and sink.padded == (320, 180)
+    assert len(notes) == 1 and "319x179 written as 320x180" in notes[0]
+    back = read_frames(tmp_path / "odd.mp4")
+    assert [b.shape for b in back] == [(180, 320, 3)] * 3
+    assert _mad(back[1][:179, :319], odd[1]) < 6  # the picture where it was: padded bottom/right
+    assert _mad(back[1][179, :319], odd[1][178]) < 8  # the edge row repeated
+
+
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("out.xyz", {}, "unsupported extension '.xyz'; use one of .mp4"),
-        ("out", {}, r"unsupported extension '\(none\)'"),
+        ("out.xyz", {}, r"expected an \.mp4 or .* file name"),
+        ("out", {}, r"expected an \.mp4 or"),
         ("no/such/dir/out.mp4", {}, "folder .* does not exist"),
         ("out.mp4", {"fps": 0}, "fps=0"),
         ("out.mp4", {"fps": float("nan")}, "fps=nan"),
         ("out.mp4", {"size": (0, 10)}, "size must be positive"),
+        ("out.webm", {"codec": "h264"}, r"cannot write h264 into \.webm: it holds vp9, av1"),
+        ("out.mp4", {"codec": "theora"}, "unknown codec 'theora'"),
+        ("out.mp4", {"crf": 99}, r"--crf 99 does not fit h264: expected an integer in \[0, 51\]"),
+        ("out.mp4", {"encoder_preset": "warp"}, "--encoder-preset 'warp' does not fit h264"),
+        ("out.avi", {"encoder_preset": "fast"}, "mjpeg has no encoder presets"),
+        ("out.mp4", {"fourcc": "ZZZZ"}, "unknown fourcc 'ZZZZ'"),
+        ("out.mp4", {"segment": 0.5}, "segment must be at least 1 second"),
     ],
 )
 def test_bad_video_paths_and_settings_fail_clearly(tmp_path, name, kwargs, message):
@@ -135,6 +195,12 @@ def test_bad_video_paths_and_settings_fail_clearly(tmp_path, name, kwargs, messa
     with pytest.raises(LiveheatError, match=message):
         VideoSink(tmp_path / name, **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_older_fourcc_argument_still_names_a_codec(tmp_path, small_frames):
+    with VideoSink(tmp_path / "old.mkv", fps=25, fourcc="mp4v") as sink:
+        sink.write(small_frames[0])
+    assert (sink.codec, sink.fourcc) == ("mpeg4", "mp4v")
 
 
 def test_a_folder_is_not_a_video_path(tmp_path):
@@ -145,13 +211,14 @@ def test_a_folder_is_not_a_video_path(tmp_path):
 
 def test_closing_without_frames_leaves_no_file_and_close_is_idempotent(tmp_path, small_frames):
     empty = VideoSink(tmp_path / "empty.mp4", fps=25, size=(320, 180))
-    assert empty.tmp_path.exists() and empty.tmp_path.parent == tmp_path  # the writer's file
-    assert not (tmp_path / "empty.mp4").exists()
+    assert empty.tmp_path.parent == tmp_path  # where the frames would go
+    assert list(tmp_path.iterdir()) == []  # nothing is made before the first frame
     empty.close()
     empty.close()
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [] and empty.files == []
     sink = VideoSink(tmp_path / "one.avi", fps=25)
     sink.write(small_frames[0])
+    assert sink.tmp_path.exists() and not (tmp_path / "one.avi").exists()
     sink.close()
     sink.close()
     with pytest.raises(LiveheatError, match="already closed"):
@@ -160,7 +227,7 @@ def test_closing_without_frames_leaves_no_file_and_close_is_idempotent(tmp_path,
 
 
 def test_an_existing_file_is_replaced_only_when_frames_were_written(tmp_path, small_frames):
-    target = tmp_path / "old.avi"
+    target = tmp_path / "old.mp4"
     with VideoSink(target, fps=25) as sink:
         for f in small_frames[:2]:
             sink.write(f)
@@ -169,7 +236,7 @@ def test_an_existing_file_is_replaced_only_when_frames_were_written(tmp_path, sm
     with pytest.raises(RuntimeError):
         with VideoSink(target, fps=25, size=(320, 180)) as sink:
             raise RuntimeError("the run failed")
-    assert target.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["old.avi"]
+    assert target.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["old.mp4"]
     # while recording, the old file stays as it was; close() swaps the new one in
     sink = VideoSink(target, fps=25)
     for f in small_frames[:5]:
@@ -177,19 +244,19 @@ def test_an_existing_file_is_replaced_only_when_frames_were_written(tmp_path, sm
     assert target.read_bytes() == old and sink.tmp_path.name.startswith(".old.")
     sink.close()
     assert len(read_frames(target)) == 5 and not sink.tmp_path.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["old.avi"]
+    assert [p.name for p in tmp_path.iterdir()] == ["old.mp4"]
 
 
-def test_live_frames_are_placed_by_their_timestamps(tmp_path, small_frames):
+def test_live_frames_are_placed_on_the_grid_in_avi(tmp_path, small_frames):
     from types import SimpleNamespace
 
     def at(t):
         return SimpleNamespace(timestamp=t)
 
     path = tmp_path / "timed.avi"
-    # 10 fps: frames at 0 s, 0.1 s, then 0.4 s (two slots missed: a slow camera), 0.42 s
-    # (same slot again: kept), 0.43 s (two early: left out), then 10.4 s (a 10 s gap: the
-    # clock restarts, no 100 repeats)
+    # AVI has one frame rate: frames go into slots. 10 fps: frames at 0 s, 0.1 s, then 0.4 s
+    # (two slots missed: a slow camera), 0.42 s (same slot again: kept), 0.43 s (two early:
+    # left out), then 10.4 s (a 10 s gap: the clock restarts, no 100 repeats)
     with VideoSink(path, fps=10, by_timestamp=True) as sink:
         for image, t in zip(
             small_frames[:6], (100.0, 100.1, 100.4, 100.42, 100.43, 110.4), strict=True
@@ -208,6 +275,36 @@ def test_live_frames_are_placed_by_their_timestamps(tmp_path, small_frames):
         for image, t in zip(small_frames[:3], (0.0, 0.5, 0.9), strict=True):
             plain.write(image, at(t))
     assert (plain.frames_written, plain.repeated) == (3, 0)
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_live_frames_keep_their_capture_times(tmp_path, small_frames, ext):
+    from types import SimpleNamespace
+
+    path = tmp_path / f"timed{ext}"
+    times = (100.0, 100.1, 100.4, 100.42, 100.43, 110.4)  # a 10 s gap: the clock restarts
+    with VideoSink(path, fps=10, by_timestamp=True) as sink:
+        for image, t in zip(small_frames[:6], times, strict=True):
+            sink.write(image, SimpleNamespace(timestamp=t))
+    assert (sink.frames_written, sink.repeated, sink.skipped) == (6, 0, 0)
+    assert sink.fragmented == (ext == ".mp4")
+    expected = [0.0, 0.1, 0.4, 0.42, 0.43, 0.53]  # after the gap: one frame period later
+    assert _times(path) == pytest.approx(expected, abs=1.5e-3)
+    back = read_frames(path)
+    assert [int(np.argmin([_mad(b, f) for f in small_frames[:6]])) for b in back] == list(range(6))
+
+
+def test_frames_keep_their_source_presentation_times(tmp_path, small_frames):
+    """A Frame with pts/time_base (a file read through PyAV) keeps its time in the file."""
+    from liveheat.sources.base import Frame
+
+    tb = Fraction(1, 12800)
+    pts = [0, 512, 1024, 2560, 2600, 6400]  # variable gaps
+    path = tmp_path / "vfr.mp4"
+    with VideoSink(path, fps=25) as sink:
+        for k, (image, p) in enumerate(zip(small_frames, pts, strict=False)):
+            sink.write(image, Frame(image, k, float(p * tb), 25.0, pts=p, time_base=tb))
+    assert _times(path) == pytest.approx([float(p * tb) for p in pts], abs=1e-6)
 
 
 def test_non_image_input_is_a_clear_error(tmp_path):
