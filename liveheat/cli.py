@@ -25,8 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- image (overlay core)
-def _add_image(sub) -> None:
-    p = sub.add_parser("image", help="overlay a heatmap on one image")
+def _add_image(p) -> None:
     p.add_argument("input", metavar="IN", help="image file (any OpenCV reads: grey, BGRA, 16-bit)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
     p.add_argument("--heat", metavar="MAP", help=".npy, .npz (one array) or an image read as grey")
@@ -95,8 +94,7 @@ def _image_heat_from_model(args, frame):
 
 
 # ---------------------------------------------------------------- layers (model)
-def _add_layers(sub) -> None:
-    p = sub.add_parser("layers", help="list the feature maps (4-D tensors) of an ONNX model")
+def _add_layers(p) -> None:
     p.add_argument(
         "model",
         nargs="?",
@@ -121,16 +119,9 @@ if hasattr(signal, "SIGHUP"):  # not on Windows
     _EXIT_SIGNAL[signal.SIGHUP] = 129
 
 
-def _add_run(sub) -> None:
+def _add_run(p) -> None:
     from liveheat.settings.flags import add_setting_flags
 
-    p = sub.add_parser(
-        "run",
-        help="annotate a camera, video file, image folder or stream URL",
-        description="Annotate a source live or recorded. Ctrl-C, SIGTERM or SIGHUP finalises "
-        "the output file (every frame processed so far), prints the summary and exits "
-        "130 / 143 / 129.",
-    )
     p.add_argument("source", metavar="SOURCE", help="camera index (0), video file, folder, URL")
     # every setting flag defaults to None = "not given", so a preset or config value stays
     # unless the flag is typed (even when typed with the default value)
@@ -340,13 +331,7 @@ class _stop_on_signals:  # noqa: N801 - used as a context manager
             signal.signal(s, h)
 
 
-def _add_demo(sub) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="annotate the bundled clip with the bundled model",
-        description="Annotate the bundled Big Buck Bunny clip (c) Blender Foundation, CC-BY 3.0, "
-        "show it when a display exists, write liveheat-demo.mp4 and print a summary.",
-    )
+def _add_demo(p) -> None:
     from liveheat.settings.flags import add_setting_flags
 
     add_setting_flags(p, ["output"], output={"default": "liveheat-demo.mp4"})
@@ -362,13 +347,7 @@ def _cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------- doctor
-def _add_doctor(sub) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="report versions, codecs, cameras, display and models (for bug reports)",
-        description="Print what this machine offers liveheat: OpenCV (GUI backend, writable "
-        "codecs), onnxruntime providers, cameras, display, bundled models with checksums.",
-    )
+def _add_doctor(p) -> None:
     p.add_argument("--no-cameras", action="store_true", help="skip probing camera indices 0-3")
     p.set_defaults(func=_cmd_doctor)
 
@@ -383,15 +362,53 @@ def _cmd_doctor(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from liveheat import __version__
 
-    parser = _Parser(prog="liveheat", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="liveheat",
+        description="See what a CNN looks at: heatmaps of an ONNX model's feature maps blended "
+        "onto camera, video and image frames.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"liveheat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    _add_image(sub)
-    _add_layers(sub)
-    _add_run(sub)
-    _add_demo(sub)
-    _add_doctor(sub)
+    for name, (summary, description, add) in _VERBS.items():
+        add(sub.add_parser(name, help=summary, description=description or summary))
     return parser
+
+
+_EXAMPLES = """examples:
+  liveheat demo                                    the bundled clip, model and defaults
+  liveheat run clip.mp4 -o out.mp4 --method eigen  annotate a video file (sound kept)
+  liveheat run 0 --serve 8080                      a camera, in a window and a browser
+  liveheat image cat.png -o cam.png --panels       one image, and its top-5 classes
+  liveheat doctor                                  what this machine offers (for bug reports)
+
+`liveheat COMMAND --help` lists a command's flags with their defaults."""
+
+#: the verbs, one job each: (one-line help, description, the function that adds its flags)
+_VERBS = {
+    "demo": (
+        "annotate the bundled clip with the bundled model",
+        "Annotate the bundled Big Buck Bunny clip (c) Blender Foundation, CC-BY 3.0, show it "
+        "when a display exists, write liveheat-demo.mp4 and print a summary.",
+        _add_demo,
+    ),
+    "run": (
+        "annotate a camera, video file, image folder or stream URL",
+        "Annotate a source live or recorded. Ctrl-C, SIGTERM or SIGHUP finalises the output "
+        "file (every frame processed so far), prints the summary and exits 130 / 143 / 129.",
+        _add_run,
+    ),
+    "image": ("overlay a heatmap on one image", "", _add_image),
+    "layers": ("list the feature maps (4-D tensors) of an ONNX model", "", _add_layers),
+    "doctor": (
+        "report versions, codecs, cameras, display and models (for bug reports)",
+        "Print what this machine offers liveheat: OpenCV (GUI backend), PyAV and FFmpeg "
+        "(encoders, what each extension writes), onnxruntime providers, cameras, display, "
+        "bundled models with checksums. Exits 1 when a bundled model is missing or corrupt.",
+        _add_doctor,
+    ),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

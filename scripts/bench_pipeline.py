@@ -70,7 +70,10 @@ def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> fl
     """The plain loop a user writes, same parts as the Runner: fps (open to file closed)."""
     snap = settings.snapshot()
     t0 = time.perf_counter()
-    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink:
+    with (
+        open_source(CLIP, loop=True) as src,
+        VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink,
+    ):
         feats = None
         for i in range(frames):
             frame = src.read()
@@ -96,7 +99,10 @@ def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> fl
 
 def pipelined(settings: Settings, backbone: Backbone, frames: int, out: Path) -> float:
     t0 = time.perf_counter()
-    with open_source(CLIP, loop=True) as src, VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink:
+    with (
+        open_source(CLIP, loop=True) as src,
+        VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink,
+    ):
         stats = Runner(
             src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=frames
         ).run()

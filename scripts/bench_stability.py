@@ -46,8 +46,7 @@ def bunny() -> list[np.ndarray]:
 def run(feats, method, target, smooth, smoother, follow):
     stab = Stabilizer()
     return [
-        stab(f, method, target, smooth=smooth, smoother=smoother, follow_sign=follow)
-        for f in feats
+        stab(f, method, target, smooth=smooth, smoother=smoother, follow_sign=follow) for f in feats
     ]
 
 
@@ -60,16 +59,20 @@ def centre_x(heat: np.ndarray) -> float:
 
 def measure(out, cuts_true):
     cut_set = set(cuts_true)
-    corr = [correlation(a.heat, b.heat) for i, (a, b) in enumerate(zip(out, out[1:]), 1)
-            if i not in cut_set]  # fmt: skip
+    pairs = enumerate(zip(out, out[1:], strict=False), 1)
+    corr = [correlation(a.heat, b.heat) for i, (a, b) in pairs if i not in cut_set]
     corr = [c for c in corr if c is not None]
     targets = [o.target for o in out]
     changes = sum(1 for i in range(1, len(out))
                   if i not in cut_set and targets[i] != targets[i - 1])  # fmt: skip
     lags = []
     for c in cuts_true[1:]:
-        lag = next((k for k in range(0, 10) if c + k < len(out)
-                    and (correlation(out[c + k].heat, out[c + k].raw) or 0) >= 0.9), 10)  # fmt: skip
+        ok = [
+            k
+            for k in range(10)
+            if c + k < len(out) and (correlation(out[c + k].heat, out[c + k].raw) or 0) >= 0.9
+        ]
+        lag = ok[0] if ok else 10
         lags.append(lag)
     return {
         "median": float(np.median(corr)) if corr else float("nan"),

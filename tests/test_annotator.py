@@ -1,4 +1,4 @@
-"""The per-frame Annotator, annotate_video and the Output protocol, on the bundled clip and model."""
+"""The per-frame Annotator, annotate_video and the Output protocol (bundled clip and model)."""
 
 from __future__ import annotations
 

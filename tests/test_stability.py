@@ -167,3 +167,17 @@ def test_a_small_frame_keeps_the_hud_under_15_percent_and_parts_can_be_chosen(bb
     plain = Annotator(Settings(hud=False), backbone=bb).annotate(frame).image
     changed = np.abs(only_bar.astype(int) - plain).sum(axis=2) > 0
     assert changed[:, -60:].any() and not changed[:40, :200].any()  # the bar, no label box
+
+
+def test_auto_hud_keeps_the_perf_line_out_of_files_and_hands_it_to_viewers(bb, bunny):
+    frame = cv2.resize(bunny[10], (640, 360))
+    rec = Annotator(backbone=bb)  # recording (a file is written): label and bar only
+    a = rec.annotate(frame, perf="25 fps  31 ms/frame")
+    live = Annotator(backbone=bb)
+    live.recording = False  # only viewers: the perf line is drawn too
+    b = live.annotate(frame, perf="25 fps  31 ms/frame")
+    assert a.perf == "25 fps  31 ms/frame" and b.perf is None
+    # the viewer's image has one more text line in the HUD box (top-left) than the file's
+    box_a = (a.image[:120, :300].astype(int).sum(axis=2) < 150).sum()
+    box_b = (b.image[:120, :300].astype(int).sum(axis=2) < 150).sum()
+    assert box_b > box_a

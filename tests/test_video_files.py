@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 import liveheat
-from liveheat.outputs.video import VideoSink, recover_temporaries
+from liveheat.outputs.recovery import recover_temporaries
+from liveheat.outputs.video import VideoSink
 from liveheat.sources.base import Frame
 from tests.helpers.mjpeg_server import MjpegServer, load_frames
 

@@ -94,8 +94,7 @@ def _owned_env() -> bool:
 def threads() -> list[tuple[str, int]]:
     """(library file, its thread count) for each BLAS loaded here, as it reports it."""
     return [
-        (os.path.basename(i["filepath"]), int(i["num_threads"]))
-        for i in _blas_controller().info()
+        (os.path.basename(i["filepath"]), int(i["num_threads"])) for i in _blas_controller().info()
     ]
 
 

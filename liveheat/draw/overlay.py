@@ -59,11 +59,21 @@ _GRAY_LUT = np.repeat(np.arange(256, dtype=np.uint8).reshape(256, 1, 1), 3, axis
 _GRAY_LUT.setflags(write=False)
 
 
-def resolve_colormap(colormap) -> np.ndarray:
+def resolve_colormap(colormap: str | int | np.ndarray) -> np.ndarray:
     """Return the (256, 1, 3) uint8 BGR lookup table for a colormap.
 
     ``colormap`` is an OpenCV colormap name (case-insensitive: ``"jet"``, ``"turbo"``, ...),
     a ``cv2.COLORMAP_*`` int, or a 256x3 (or 256x1x3) uint8 BGR table.
+
+    Args:
+        colormap: a name, a ``cv2.COLORMAP_*`` int or a 256x3 uint8 BGR table.
+
+    Returns:
+        The (256, 1, 3) uint8 BGR table (read-only for the built-in colormaps).
+
+    Raises:
+        ValueError: a table of another shape or dtype, an unknown id, or another type. An
+            unknown name raises `SettingError` (a ValueError) with the setting's message.
 
     Examples:
         >>> resolve_colormap("JET").shape
@@ -154,7 +164,14 @@ def _normalize(heat, norm, vmin, vmax, percentile) -> tuple[np.ndarray, bool]:
     return out.astype(np.float32, copy=False), True
 
 
-def normalize(heat, *, norm="minmax", vmin=None, vmax=None, percentile=1.0) -> np.ndarray:
+def normalize(
+    heat: np.ndarray,
+    *,
+    norm: str = "minmax",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    percentile: float = 1.0,
+) -> np.ndarray:
     """Scale a 2D map to float32 in [0, 1], as matplotlib's imshow does for ``minmax``.
 
     ``norm``: ``"minmax"`` (this map's min and max), ``"percentile"`` (clip at ``percentile``
@@ -163,11 +180,28 @@ def normalize(heat, *, norm="minmax", vmin=None, vmax=None, percentile=1.0) -> n
     NaN and +-Inf count as no heat (0) and are left out of min, max and percentiles.
     A constant or all-NaN map has no contrast and comes back as zeros (no division by zero).
 
+    Args:
+        heat: a 2D numeric or bool map (h, w); (1, h, w) and (h, w, 1) are squeezed.
+        norm: ``"minmax"``, ``"percentile"``, ``"sigmoid"``, ``"fixed"`` or ``"none"``.
+        vmin: the value drawn as 0 under ``norm="fixed"``; unused otherwise.
+        vmax: the value drawn as 1 under ``norm="fixed"``; unused otherwise.
+        percentile: the percentile clipped at each end under ``norm="percentile"``, in [0, 50).
+
+    Returns:
+        A new float32 array (h, w) in [0, 1]; the caller's array is never changed.
+
+    Raises:
+        ValueError: ``heat`` is not a 2D real numeric map, ``norm`` is unknown, ``percentile``
+            is outside [0, 50), or ``norm="fixed"`` lacks ``vmin``/``vmax`` or has
+            ``vmax <= vmin``.
+
     Examples:
         >>> normalize(np.array([[0, 5], [10, np.nan]])).tolist()
         [[0.0, 0.5], [1.0, 0.0]]
         >>> float(normalize(np.full((2, 2), 3.0)).max())
         0.0
+        >>> normalize(np.array([[0.0, 20.0]]), norm="fixed", vmin=0, vmax=10).tolist()
+        [[0.0, 1.0]]
     """
     return _normalize(heat, norm, vmin, vmax, percentile)[0]
 
@@ -300,23 +334,43 @@ def _lookup(idx: np.ndarray, lut: np.ndarray, dst: np.ndarray, scratch: str) -> 
 
 
 def colorize(
-    heat,
+    heat: np.ndarray,
     *,
-    colormap="jet",
-    norm="minmax",
-    vmin=None,
-    vmax=None,
-    percentile=1.0,
+    colormap: str | int | np.ndarray = "jet",
+    norm: str = "minmax",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    percentile: float = 1.0,
     size: tuple[int, int] | None = None,
-    interpolation="linear",
+    interpolation: str = "linear",
 ) -> np.ndarray:
     """Turn a 2D map into a BGR uint8 heatmap image (``size`` = (width, height), default the map's).
 
     A constant or all-NaN map shows the colormap's lowest colour everywhere.
 
+    Args:
+        heat: a 2D numeric or bool map (h, w); (1, h, w) and (h, w, 1) are squeezed.
+        colormap: an OpenCV colormap name, a ``cv2.COLORMAP_*`` int or a 256x3 uint8 BGR
+            table (see :func:`resolve_colormap`).
+        norm: how the map is scaled to [0, 1]; see :func:`normalize`.
+        vmin: the low end of the scale under ``norm="fixed"``.
+        vmax: the high end of the scale under ``norm="fixed"``.
+        percentile: the percentile clipped at each end under ``norm="percentile"``.
+        size: the output's (width, height); None keeps the map's size.
+        interpolation: how the map is resized: ``nearest``, ``linear``, ``cubic``, ``area``
+            or ``lanczos``.
+
+    Returns:
+        A new uint8 BGR image (height, width, 3).
+
+    Raises:
+        ValueError: a bad map, colormap, norm, percentile, ``vmin``/``vmax`` or interpolation.
+
     Examples:
         >>> colorize(np.eye(7), colormap="turbo", size=(64, 48)).shape
         (48, 64, 3)
+        >>> colorize(np.zeros((2, 2)), colormap="bone")[0, 0].tolist()  # no contrast: lowest colour
+        [0, 0, 0]
     """
     lut = resolve_colormap(colormap)
     n, _ = _normalize(heat, norm, vmin, vmax, percentile)
@@ -410,18 +464,18 @@ def _map_bands(fn, bands: list[slice]) -> None:
 
 
 def overlay(
-    frame,
-    heat,
+    frame: np.ndarray,
+    heat: np.ndarray,
     *,
-    alpha=0.5,
-    colormap="jet",
-    mode="color",
-    norm="minmax",
-    vmin=None,
-    vmax=None,
-    percentile=1.0,
-    threshold=None,
-    interpolation="linear",
+    alpha: float = 0.5,
+    colormap: str | int | np.ndarray = "jet",
+    mode: str = "color",
+    norm: str = "minmax",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    percentile: float = 1.0,
+    threshold: float | None = None,
+    interpolation: str = "linear",
 ) -> np.ndarray:
     """Blend a 2D map of any size onto a frame; returns a new uint8 image the size of the frame.
 
@@ -444,12 +498,41 @@ def overlay(
     A map with nothing to draw (all NaN; or constant under ``minmax``/``percentile``) returns the
     frame unchanged in every mode. ``alpha=0`` returns the frame unchanged.
 
+    Args:
+        frame: the image to draw on: HxW, HxWx3 (BGR) or HxWx4 (BGRA); uint8, uint16 or float.
+        heat: a 2D numeric or bool map of any size; resized to the frame.
+        alpha: the heat's weight in [0, 1]; 0 returns the frame unchanged.
+        colormap: an OpenCV colormap name, a ``cv2.COLORMAP_*`` int or a 256x3 uint8 table.
+        mode: ``"color"``, ``"gray"``, ``"mask"`` or ``"transparent"`` (see above).
+        norm: how the map is scaled to [0, 1]; see :func:`normalize`.
+        vmin: the low end of the scale under ``norm="fixed"``.
+        vmax: the high end of the scale under ``norm="fixed"``.
+        percentile: the percentile clipped at each end under ``norm="percentile"``.
+        threshold: pixels whose [0, 1] heat is below it keep the frame; None draws all.
+        interpolation: ``nearest``, ``linear``, ``cubic``, ``area`` or ``lanczos``.
+
+    Returns:
+        A new uint8 image the size of the frame: BGR, or BGRA when the frame had an alpha
+        channel. The frame itself is never changed.
+
+    Raises:
+        ValueError: a bad frame shape, map, colormap, percentile, ``vmin``/``vmax`` or
+            interpolation. A bad ``mode``, ``alpha``, ``threshold`` or ``norm`` raises
+            `SettingError` (a ValueError) with the same message a flag or config file gives.
+
     Examples:
         >>> frame = np.zeros((32, 96, 3), np.uint8)
         >>> overlay(frame, np.random.rand(32, 96)).shape
         (32, 96, 3)
         >>> overlay(np.zeros((128, 64, 3), np.uint8), np.random.rand(32, 96), mode="mask").shape
         (128, 64, 3)
+        >>> overlay(np.zeros((8, 8), np.uint8), np.ones((8, 8)), alpha=0.0).shape  # grey: BGR
+        (8, 8, 3)
+        >>> try:
+        ...     overlay(frame, np.random.rand(4, 4), mode="glow")
+        ... except ValueError as e:
+        ...     print("ValueError")
+        ValueError
     """
     mode = validate("mode", mode)  # the settings' rules: the same words as a flag or config
     alpha = validate("alpha", alpha)

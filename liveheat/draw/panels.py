@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -12,9 +14,9 @@ from liveheat.draw.overlay import _GRAY_LUT, _as_frame, _as_map, colorize, overl
 def colorbar(
     height: int,
     *,
-    colormap="jet",
-    vmin=None,
-    vmax=None,
+    colormap: str | int | np.ndarray = "jet",
+    vmin: float | None = None,
+    vmax: float | None = None,
     width: int | None = None,
     unit: str | None = None,
 ) -> np.ndarray:
@@ -22,6 +24,20 @@ def colorbar(
 
     `unit`, when given, is written in the middle: what the numbers are ("raw": map units,
     "rel": relative to a normalisation).
+
+    Args:
+        height: the bar's height in pixels.
+        colormap: an OpenCV colormap name, a ``cv2.COLORMAP_*`` int or a 256x3 uint8 table.
+        vmin: the label at the bottom; None writes none.
+        vmax: the label at the top; None writes none.
+        width: the image's width; None fits the bar and its labels.
+        unit: a word written in the middle; None writes none.
+
+    Returns:
+        A new uint8 BGR image (height, width, 3).
+
+    Raises:
+        ValueError: an unknown colormap.
 
     Examples:
         >>> colorbar(200, vmin=0.0, vmax=1.0).shape[0]
@@ -82,15 +98,34 @@ def _fmt(v) -> str:
     return f"{float(v):.3g}"
 
 
-def panels(frame, heat, *, colorbar: bool = True, **overlay_kwargs) -> np.ndarray:
+def panels(
+    frame: np.ndarray, heat: np.ndarray, *, colorbar: bool = True, **overlay_kwargs: Any
+) -> np.ndarray:
     """One BGR image: original | heatmap | overlay side by side, optionally a labelled colour bar.
 
     The colour bar is labelled with the map's own min and max (finite values), the range
     that ``minmax`` stretches over. ``overlay_kwargs`` go to :func:`overlay`.
 
+    Args:
+        frame: the image: HxW, HxWx3 (BGR) or HxWx4 (BGRA); uint8, uint16 or float.
+        heat: a 2D numeric or bool map of any size.
+        colorbar: append a colour bar labelled with the map's min and max.
+        **overlay_kwargs: :func:`overlay`'s keywords (``alpha``, ``colormap``, ``mode``,
+            ``norm``, ...); the heatmap panel uses the colour and scale ones.
+
+    Returns:
+        A new uint8 BGR image: the frame's height, three frame widths plus the bar's.
+
+    Raises:
+        ValueError: a bad frame, map or keyword value, as :func:`overlay` raises.
+        TypeError: a keyword :func:`overlay` does not take.
+
     Examples:
         >>> panels(np.zeros((32, 96, 3), np.uint8), np.random.rand(7, 7), colorbar=False).shape
         (32, 288, 3)
+        >>> with_bar = panels(np.zeros((32, 96, 3), np.uint8), np.random.rand(7, 7), mode="mask")
+        >>> with_bar.shape[1] > 288  # the colour bar on the right
+        True
     """
     bgr, _ = _as_frame(frame)
     height, width = bgr.shape[:2]

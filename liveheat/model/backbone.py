@@ -362,6 +362,9 @@ def layers_table(bb: Backbone) -> str:
     Returns:
         The table (what `liveheat layers MODEL` prints), one line per layer and a summary.
 
+    Raises:
+        Nothing of its own (it reads the layers `bb` already found).
+
     Examples:
         >>> print(layers_table(Backbone()))
         name                   op    shape                                note

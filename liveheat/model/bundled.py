@@ -26,8 +26,14 @@ def models_dir() -> Path:
     (git on Windows without symlink support writes a small text file instead) falls back to
     the top-level `models/` beside the package.
 
+    Args:
+        None (reads ``$LIVEHEAT_MODELS``).
+
     Returns:
         The folder (it may not exist: `resolve_model` and `liveheat doctor` say what is missing).
+
+    Raises:
+        Nothing: the folder is found, not checked.
 
     Examples:
         >>> models_dir().name
@@ -48,9 +54,26 @@ def models_dir() -> Path:
 def resolve_model(model: str | os.PathLike | None) -> Path:
     """Turn `None` / `"fp32"` / `"int8"` / a path into an existing model file path.
 
+    Args:
+        model: None or ``"fp32"`` (the bundled model), ``"int8"`` (its int8 twin), or the
+            path of an .onnx file.
+
+    Returns:
+        The model file's `Path`.
+
+    Raises:
+        LiveheatError: a bundled model that is missing, a path that does not exist or is a
+            folder, or a value of another type.
+
     Examples:
+        >>> resolve_model(None).name
+        'efficientnet_lite0.onnx'
         >>> resolve_model("int8").name                     # doctest: +SKIP
         'efficientnet_lite0_int8.onnx'
+        >>> resolve_model("nowhere.onnx")
+        Traceback (most recent call last):
+        ...
+        liveheat.errors.LiveheatError: model file 'nowhere.onnx' not found; ...
     """
     if model is None or (isinstance(model, str) and model.lower() in BUNDLED):
         variant = "fp32" if model is None else model.lower()

@@ -13,7 +13,19 @@ import numpy as np
 class Features:
     """What one inference returns: a feature map, the class scores, and where the map sits.
 
-    `Backbone(frame)` makes them; `heatmap(features, method)` turns them into a map.
+    `Backbone(frame)` makes them; `heatmap(features, method)` turns them into a map. A record
+    (a dataclass): the constructor takes the attributes below, checks nothing and raises
+    nothing.
+
+    Args:
+        maps: the (C, h, w) float32 activations.
+        logits: the (K,) class scores, or None.
+        labels: the K class names, or None.
+        layer: the tensor name.
+        frame_shape: the frame's (H, W).
+        valid: the (y0, y1, x0, x1) cells of the map that cover the frame.
+        cam_weights: the (K, C) classifier weights, or None.
+        head_layer: the layer the classifier pools, or None.
 
     Attributes:
         maps: (C, h, w) float32, the activations of `layer`.

@@ -80,8 +80,19 @@ def display_available(*, probe: bool = True) -> tuple[bool, str]:
     accepts a connection (libX11 XOpenDisplay), and with `probe` that a child process can open a
     window (cached per display). Returns `(ok, reason)`; `reason` is one line either way.
 
+    Args:
+        probe: also try a window in a child process (the surest check; cached per display).
+
+    Returns:
+        ``(ok, reason)``: whether a window can be shown, and one line saying why or why not.
+
+    Raises:
+        Nothing: every failure is answered as ``(False, reason)``.
+
     Examples:
         >>> ok, reason = display_available()
+        >>> isinstance(ok, bool) and isinstance(reason, str)
+        True
         >>> ok, reason                                     # doctest: +SKIP
         (False, 'no display (DISPLAY is not set)')
     """

@@ -85,6 +85,15 @@ class Controls:
     target/channel via [ and ]) and returns an event for the caller: "quit", "screenshot",
     "help" or None. `.message` holds a short note about the last change (for a toast).
 
+    Args:
+        settings: the `Settings` the keys change (shared, not copied).
+        methods: the methods the method key cycles through.
+        colormaps: the colormaps the colormap key cycles through.
+
+    Raises:
+        SettingError: a method or colormap in `methods` / `colormaps` that the settings'
+            rules refuse.
+
     Examples:
         >>> s = Settings()
         >>> c = Controls(s)

@@ -31,6 +31,18 @@ class Window(OutputBase):
     window is resizable (aspect kept) and sized to each new image size, scaled down to fit
     `max_size` (W, H), so three panels side by side still fit the screen.
 
+    Args:
+        settings: the `Settings` the keys change (shared, not copied).
+        title: the window's title (also its OpenCV name).
+        controls: the `Controls` that turn keys into setting changes; default: new ones
+            on `settings`.
+        screenshot_dir: the folder the 's' key saves screenshots in.
+        max_size: the largest (W, H) the window opens at; a larger image is scaled down.
+
+    Raises:
+        LiveheatError: no display is available (no $DISPLAY or Wayland, or an OpenCV built
+            without a GUI backend); the message suggests ``--no-show``.
+
     Examples:
         >>> win = Window(Settings(), title="liveheat")          # doctest: +SKIP
         >>> win.write(frame_image); win.stop_requested           # doctest: +SKIP
@@ -62,6 +74,7 @@ class Window(OutputBase):
         self.show_help = False
         self.frames_shown = 0
         self._last: np.ndarray | None = None
+        self._perf: str | None = None
         self._closed = False
         self.max_size = (int(max_size[0]), int(max_size[1]))
         self._shape: tuple[int, int] | None = None
@@ -76,6 +89,7 @@ class Window(OutputBase):
         features = getattr(annotation, "features", None)
         if features is not None:
             self.controls.features = features
+        self._perf = getattr(annotation, "perf", None)  # the HUD line a file leaves out
         self._last = _bgr_u8(image)
         self._show()
         self.frames_shown += 1
@@ -100,10 +114,11 @@ class Window(OutputBase):
         toast = self.controls.message and (
             time.monotonic() - self.controls.message_time < self.TOAST_S
         )
-        if self.show_help or toast or self.settings.paused:
+        perf = self._perf
+        if self.show_help or toast or self.settings.paused or perf:
             shown = shown.copy() if shown is self._last else shown
             scale, thick = _text_scale(shown)
-            notes = []
+            notes = [perf] if perf else []
             if self.settings.paused:
                 notes.append("PAUSED (space)")
             if toast:

@@ -44,8 +44,18 @@ class Annotation:
         steady: True when `scale` is a fixed range (the shot's steady range, or --norm fixed
             with --vmin/--vmax), not this map's own.
         cut: True when these features start a shot (a scene cut, or the first frame).
+        perf: the HUD's performance line when the image leaves it out (`--hud auto` while a
+            file is written): a window shows it over the picture, the file never gets it.
         key: (method, target setting) the map was made with.
         note: a live change that could not be drawn and was undone, with the reason.
+
+    Examples:
+        >>> import liveheat
+        >>> with liveheat.open_source(liveheat.bundled_clip()) as src:
+        ...     frame = src.read()
+        >>> a = liveheat.Annotator(input_size=128, hud=False).annotate(frame)
+        >>> a.image.shape, a.heat.dtype, a.heat.shape == a.raw.shape, a.index, a.cut
+        ((720, 1280, 3), dtype('float32'), True, 0, True)
     """
 
     image: np.ndarray
@@ -60,6 +70,7 @@ class Annotation:
     key: tuple
     cut: bool = False
     note: str | None = None
+    perf: str | None = None
 
 
 def _range(heat: np.ndarray) -> tuple[float, float]:
@@ -246,7 +257,11 @@ class Annotator:
         else:
             stable, fresh = self._heat(features, snap)
             heat, raw, cut, explained, scale = (
-                stable.heat, stable.raw, stable.cut, stable.target, stable.scale
+                stable.heat,
+                stable.raw,
+                stable.cut,
+                stable.target,
+                stable.scale,
             )
         if heat is not None and not (snap.norm == "minmax" and snap.scale == "steady"):
             scale = _range(heat)
@@ -289,6 +304,7 @@ class Annotator:
             steady=steady,
             key=key,
             cut=cut,
+            perf=perf if snap.hud and snap.hud_parts == "auto" and "perf" not in parts else None,
         )
 
     def _hud_lines(self, features: Any, snap: Settings, target, has_map: bool, cache: bool) -> list:

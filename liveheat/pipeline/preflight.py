@@ -113,10 +113,29 @@ def preflight(
     target the model cannot serve fails here with the owning module's message. Returns the
     size (W, H) of the rendered image for a frame of `frame_size` (wider with `panels`).
 
+    Args:
+        settings: the `Settings` to check.
+        backbone: a `Backbone` to try the method and target on; None: the drawing only.
+        frame_size: the source's (W, H); None: a small blank frame.
+
+    Returns:
+        The (W, H) of the drawn image for a frame of `frame_size`.
+
+    Raises:
+        LiveheatError: a bad setting (a `SettingError`), a maps path that cannot be written,
+            ``norm="fixed"`` without a good ``vmin < vmax``, or a method or target the model
+            cannot serve.
+
     Examples:
         >>> from liveheat.settings import Settings
         >>> preflight(Settings(), frame_size=(640, 360))
         (640, 360)
+        >>> preflight(Settings(panels=True, hud=False), frame_size=(640, 360))[1]
+        360
+        >>> preflight(Settings(norm="fixed"))
+        Traceback (most recent call last):
+        ...
+        liveheat.errors.LiveheatError: --norm fixed needs --vmin A --vmax B ...
     """
     from liveheat.draw.overlay import overlay
     from liveheat.draw.panels import panels

@@ -56,6 +56,17 @@ def outputs_from_settings(
 
     Raises:
         LiveheatError: an output cannot be opened (a bad path, a port in use).
+
+    Examples:
+        >>> import contextlib
+        >>> with contextlib.ExitStack() as stack:  # nothing asked: no outputs
+        ...     outputs_from_settings(Settings(), stack, size=(64, 48), fps=25.0, live=False)
+        []
+        >>> with contextlib.ExitStack() as stack:
+        ...     outs = outputs_from_settings(Settings(serve="0"), stack, size=(64, 48),
+        ...                                  fps=25.0, live=False)
+        ...     [type(o).__name__ for o in outs]
+        ['StreamServer']
     """
     outputs: list[Output] = []
     if settings.serve:
@@ -165,6 +176,20 @@ def run_video(
 
     The older name of `annotate_video`, kept for scripts that pass their own outputs: it
     writes `settings.output`, `settings.dump_maps` and serves `settings.serve` too.
+
+    Args:
+        source: a `Source`, or anything `open_source` takes (a path, a camera index, a URL);
+            a source opened here is closed here.
+        settings: the `Settings` to follow (used as given, not copied; default `Settings()`).
+        outputs: outputs of your own to write to, besides those the settings ask for.
+        backbone: a ready `Backbone`; default: made from the settings.
+        progress, max_frames: as in `annotate_video`.
+
+    Returns:
+        The run's `RunStats`, as `annotate_video` does.
+
+    Raises:
+        LiveheatError: as `annotate_video` does.
 
     Examples:
         >>> import liveheat

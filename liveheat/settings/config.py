@@ -63,9 +63,22 @@ def preset_values(name: str) -> dict[str, Any]:
     `edge`: the int8 model, threads = cores - 1 (at least 1), a 160-pixel inference input,
     inference on every 2nd frame, and temporal smoothing on.
 
+    Args:
+        name: the preset's name (``"edge"``).
+
+    Returns:
+        {field name: value} the preset sets.
+
+    Raises:
+        LiveheatError: an unknown preset (the message suggests a close name).
+
     Examples:
         >>> preset_values("edge")["every"]
         2
+        >>> preset_values("egde")
+        Traceback (most recent call last):
+        ...
+        liveheat.errors.LiveheatError: unknown preset 'egde'; did you mean 'edge'? valid: edge
     """
     if name == "edge":
         return {
@@ -133,6 +146,16 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     raises `LiveheatError` naming the key and the file (and what to write instead); so does a
     file that is no regular file, is over 1 MiB, or nests too deeply to parse.
 
+    Args:
+        path: the TOML file.
+
+    Returns:
+        {field name: checked value} for each key in the file.
+
+    Raises:
+        LiveheatError: the file cannot be read or parsed, or holds an unknown key, a table or
+            a bad value (`SettingError`, naming the file).
+
     Examples:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "liveheat.toml"
@@ -160,8 +183,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise LiveheatError(f"{name} is not valid TOML: {e}") from None
     except RecursionError:
         raise LiveheatError(
-            f"{name} nests too deeply to read; write settings as plain top-level keys "
-            "(alpha = 0.5)"
+            f"{name} nests too deeply to read; write settings as plain top-level keys (alpha = 0.5)"
         ) from None
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -195,6 +217,18 @@ def build_settings(
     `flags` holds only the flags the user gave (value None = not given). The preset is the
     `preset` argument, else the flag `preset`, else the config file's `preset` key; either way
     it sits below the config file's other keys, so a config can start from `edge` and adjust it.
+
+    Args:
+        flags: {field or flag name: value} the user gave; None values count as not given.
+        config: a TOML file of settings (see `load_config`); None: none.
+        preset: a preset name (``"edge"``); None: the flag's or the config file's, if any.
+
+    Returns:
+        The checked `Settings`.
+
+    Raises:
+        SettingError: a bad or unknown flag value (a `LiveheatError`).
+        LiveheatError: a bad config file or an unknown preset.
 
     Examples:
         >>> s = build_settings({"every": 3}, preset="edge")

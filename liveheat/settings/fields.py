@@ -73,6 +73,11 @@ def _setting(default: Any, help: str, **rule: Any) -> Any:
     return field(default=default, metadata={"spec": Spec(help, **rule)})
 
 
+def _encoder_option(help: str, defaults: str, **rule: Any) -> Any:
+    """An encoder setting left to the codec unless given (the codec's defaults in words)."""
+    return _setting(None, help, default_text=f"the codec's: {defaults}", **rule)
+
+
 def _drawing(default: Any, help: str, **rule: Any) -> Any:
     return _setting(default, help, live=True, drawing=True, **rule)
 
@@ -83,6 +88,49 @@ class Settings:
 
     Every value is checked by its spec (`SPECS`), on construction and in `update()`; a bad one
     raises `SettingError` (a `LiveheatError` and a `ValueError`) saying what was expected.
+    Each field's rule and help is in `SPECS[name]`; in short:
+
+    Args:
+        model: ``"int8"`` or an .onnx file; None: the bundled fp32 model.
+        layer: the feature map to explain (``liveheat layers`` lists them); None: the model's.
+        method: how features become a map: cam, eigen, mean, max, norm or ``channel:K``.
+        target: the class a CAM explains: ``"auto"``, ``"top1"``, a class index or name.
+        input_size: the inference input side in pixels (a multiple of 32); None: the model's.
+        threads: onnxruntime threads; None: chosen from the cores.
+        colormap: an OpenCV colormap name (jet, turbo, inferno, ...).
+        alpha: the heatmap's opacity in [0, 1].
+        mode: how the map is drawn: color, gray, mask or transparent.
+        norm: how the map is scaled to [0, 1]: minmax, percentile, sigmoid, fixed or none.
+        threshold: heat below this (in [0, 1]) is not drawn; None: all is drawn.
+        panels: draw original | heatmap | overlay side by side.
+        hud: draw text and the colour bar on the frames.
+        hud_parts: what the HUD draws: auto, all, or parts from label, bar, perf.
+        smooth: temporal smoothing of the maps on video (0: off).
+        smoother: ``"euro"`` (adaptive) or ``"ema"`` (a moving average).
+        scale: the colour range on video under minmax: ``"steady"`` within a shot, or each
+            map's own.
+        vmin: with ``norm="fixed"``, the map value drawn coldest.
+        vmax: with ``norm="fixed"``, the map value drawn hottest.
+        every: infer on every Nth frame.
+        max_fps: read at most this many frames a second; None: no limit.
+        paused: hold the current frame.
+        show: open a window when a display exists.
+        output: a video file to write (.mp4 .mov .mkv .webm .avi); None: none.
+        codec: the video codec of the file; None: by extension (h264, vp9, mjpeg).
+        crf: the video quality (lower is better and larger); None: the codec's default.
+        encoder_preset: the encoder's speed preset; None: the codec's default.
+        audio: keep the source's sound in the video file.
+        segment: start a new video file every DURATION (e.g. ``"10m"``); None: one file.
+        dump_maps: an .npz file to save the raw heatmaps to; None: none.
+        serve: serve the stream to browsers (``"8080"``, ``"0.0.0.0:8080"``); None: no server.
+        token: a token every stream request must carry; None: none.
+        jpeg_quality: the stream's JPEG quality.
+        max_clients: the stream's viewers at once.
+        preset: a named set of values (``"edge"``); `build_settings` applies it under the
+            values given, `Settings` itself only records it.
+
+    Raises:
+        SettingError: a field's value breaks its rule (the message says what was expected).
 
     Examples:
         >>> Settings(alpha=0.7, colormap="COLORMAP_TURBO").colormap
@@ -185,17 +233,15 @@ class Settings:
         choices=VIDEO_CODECS,
         default_text="by extension: h264 for .mp4 .mov .mkv, vp9 for .webm, mjpeg for .avi",
     )
-    crf: int | None = _setting(
-        None,
+    crf: int | None = _encoder_option(
         "video quality, lower is better and larger (mjpeg, mpeg4: their quantiser 2-31)",
+        "h264 22, vp9 31",
         range="[0, 63]",
-        default_text="the codec's: h264 22, vp9 31",
         metavar="N",
     )
-    encoder_preset: str | None = _setting(
-        None,
+    encoder_preset: str | None = _encoder_option(
         "encoder speed: x264 ultrafast..veryslow, vp9 cpu-used 0-8, av1 0-13",
-        default_text="the codec's: h264 superfast, vp9 8",
+        "h264 superfast, vp9 8",
         metavar="NAME",
         int_as_str=True,
     )
@@ -305,6 +351,17 @@ def validate(key: str, value: Any, *, where: str = "") -> Any:
     raises `SettingError` saying the key, the value and what was expected, the same words
     whichever way the value came. Numbers: an integer is a fine float (``alpha = 1``);
     words: case-insensitive (``COLORMAP_JET`` is ``jet``).
+
+    Args:
+        key: the `Settings` field name (``"alpha"``).
+        value: the value to check.
+        where: where the value came from, for the message; "": not said.
+
+    Returns:
+        The value in canonical form (``1`` -> ``1.0`` for a float field, words lower-cased).
+
+    Raises:
+        SettingError: an unknown key, or a value outside the field's rule.
 
     Examples:
         >>> validate("alpha", 1)

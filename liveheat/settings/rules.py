@@ -33,7 +33,18 @@ _SHOWN = 80  # a bad value is shown in a message up to this many characters
 
 
 class SettingError(LiveheatError, ValueError):
-    """A setting with a value outside its rule (also a ValueError, as the drawing raised)."""
+    """A setting with a value outside its rule (also a ValueError, as the drawing raised).
+
+    Args:
+        *args: the message: the key, the value and what was expected.
+
+    Examples:
+        >>> try:
+        ...     raise SettingError("alpha = 2: expected a number in [0, 1]")
+        ... except ValueError as e:  # a LiveheatError too
+        ...     isinstance(e, LiveheatError), str(e)
+        (True, 'alpha = 2: expected a number in [0, 1]')
+    """
 
 
 @functools.cache
@@ -103,7 +114,41 @@ def _split_serve(spec: Any) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class Spec:
-    """The rule for one setting. `range` is an interval as text: "[0, 1]", "[0, 1)", "(0, inf)"."""
+    """The rule for one setting. `range` is an interval as text: "[0, 1]", "[0, 1)", "(0, inf)".
+
+    A frozen record; `Settings` makes one per field (`SPECS[name]`) and fills `name`,
+    `default`, `types` and `optional` from the field. The constructor checks nothing.
+
+    Args:
+        help: the flag's help text.
+        range: the interval a number must lie in; None: any.
+        step: a number must be a multiple of this; None: any.
+        choices: the closed vocabulary (or a function giving it); None: open.
+        pattern: (regex, as shown): another accepted spelling (``channel:K``).
+        prefix: dropped from a word before it is looked up (``colormap_``).
+        note: said after what was expected (``0 = off``).
+        live: may change mid-run.
+        drawing: live and shapes the drawing (a change that cannot be drawn is undone).
+        flag: "" for ``--the-name``; None for no flag; ``"--no-x"`` for a flag setting False.
+        short: a one-letter flag beside the long one; None: none.
+        metavar: the flag's metavar; None: argparse's.
+        default_text: the default in words for help.
+        check: another test of the value; None: none.
+        expected: `check`'s rule in words.
+        int_as_str: an integer is taken as its text (``serve = 8080``).
+        name: the field name.
+        default: the field's default.
+        types: the types a value may have.
+        optional: None is allowed.
+
+    Examples:
+        >>> from liveheat.settings import SPECS
+        >>> spec = SPECS["alpha"]
+        >>> spec.flag_name, spec.wanted(), spec.in_range(0.5), spec.in_range(2)
+        ('--alpha', 'a number in [0, 1]', True, False)
+        >>> Spec("a test", range="(0, inf)", types=(float,)).wanted()
+        'a number > 0'
+    """
 
     help: str
     range: str | None = None

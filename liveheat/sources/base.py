@@ -129,6 +129,10 @@ def exact_fps(value: float | None) -> float | None:
         The rate (N * 1000/1001 exactly for NTSC-family rates stored rounded), or None when
         `value` is missing, not finite, not positive or above 1000.
 
+    Raises:
+        Nothing: an unusable rate gives None (a value that is no number raises the
+            `TypeError` or `ValueError` of ``float(value)``).
+
     Examples:
         >>> exact_fps(29.97) == 30000 / 1001, exact_fps(23.98) == 24000 / 1001
         (True, True)

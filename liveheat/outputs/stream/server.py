@@ -40,12 +40,35 @@ class StreamServer(OutputBase):
     `clients_dropped`); no client ever slows `write()` or the other clients. A request must
     arrive whole (head, and body for a POST) within `head_timeout` seconds.
 
+    Args:
+        host: the address to bind: ``"127.0.0.1"`` (this machine only), ``"0.0.0.0"`` (every
+            interface).
+        port: the TCP port; 0: one the OS chooses (read it back from `port` or `url`).
+        token: a token every request must carry; None: none (the Host check applies).
+        max_clients: the `/stream` viewers served at once, as the `max_clients` setting.
+        jpeg_quality: the JPEG quality in [1, 100], as the `jpeg_quality` setting.
+        stats: a function giving the `/stats` JSON; None: the server's own counters only.
+        settings: the `Settings` that `POST /settings` changes; None: the page cannot.
+        send_timeout: seconds a client may take to accept one frame before it is dropped.
+        head_timeout: seconds a request may take to arrive whole.
+
+    Raises:
+        SettingError: a bad `max_clients` or `jpeg_quality` (a `LiveheatError`).
+        LiveheatError: a timeout that is not > 0, or the address cannot be bound (a port in
+            use, a host not of this machine).
+
     Examples:
         >>> import numpy as np
         >>> with StreamServer(port=0) as srv:  # an OS-chosen free port on 127.0.0.1
         ...     srv.write(np.zeros((48, 64, 3), np.uint8), None)
         ...     srv.url.startswith("http://127.0.0.1:")
         True
+        >>> with StreamServer() as a:  # a port in use cannot be bound twice
+        ...     try:
+        ...         StreamServer(port=a.port)
+        ...     except LiveheatError as e:
+        ...         print("LiveheatError")
+        LiveheatError
     """
 
     stop_requested = False  # outputs protocol: a server never asks the run to stop
