@@ -6,7 +6,9 @@ agreement + CAM correlation on augmented crops of scikit-image photos. Checks th
 int8 <= 0.75x fp32, agreement >= 90 %, median CAM correlation >= 0.98,
 preprocess + heatmap <= 20 % of fp32 inference. Exit status 1 when a target is missed.
 
-Sessions run with spinning=False, as in the pipeline. The default preprocessing is one bilinear
+Sessions run with spinning=False and BLAS held at one thread (`one_blas_thread`), as in the
+pipeline (`Runner.run` and `Annotator.annotate` hold that scope; `--no-blas-scope` measures
+without it, as a library call outside them would run). The default preprocessing is one bilinear
 resize (the model card's); the antialiased variant is timed too but not checked.
 
 Usage: python scripts/bench_model.py [--runs 150] [--threads 2] [--crops 25]
@@ -23,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from liveheat._common.blas import one_blas_thread
 from liveheat.model.backbone import Backbone
 from liveheat.model.heatmaps import heatmap
 
@@ -106,7 +109,15 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=150, help="timed rounds per size")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--crops", type=int, default=25, help="augmented crops per image")
+    ap.add_argument("--no-blas-scope", action="store_true", help="measure outside one_blas_thread")
     args = ap.parse_args()
+    if args.no_blas_scope:
+        return run(args)
+    with one_blas_thread():  # as a run holds it: see liveheat/_common/blas.py
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
 
     frame = clip_frame()
     rows: list[tuple[str, str]] = []

@@ -737,3 +737,18 @@ def test_cli_run_serve_streams_until_sigterm(tmp_path):
     assert all(g.shape == (720, 1280, 3) for g in got)
     assert proc.returncode == 143, err
     assert "frames in" in out
+
+
+def test_the_page_sets_a_fixed_scale_and_the_new_live_settings():
+    # --norm fixed --vmin --vmax from the stream page (as its controls post them), and the
+    # settings of stable maps, each checked by the one rule
+    settings = Settings()
+    with StreamServer(settings=settings, token="t") as srv:
+        status, body = _post(srv.url + "settings?token=t", {"norm": "fixed", "vmin": 0, "vmax": 30})
+        assert status == 200, body
+        status, body = _post(srv.url + "settings?token=t", {"smoother": "ema", "scale": "frame"})
+        assert status == 200, body
+        status, body = _post(srv.url + "settings?token=t", {"hud_parts": "labels"})
+        assert status == 400 and "hud_parts = 'labels'" in body["error"]
+    assert (settings.norm, settings.vmin, settings.vmax) == ("fixed", 0.0, 30.0)
+    assert (settings.smoother, settings.scale, settings.hud_parts) == ("ema", "frame", "auto")

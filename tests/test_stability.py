@@ -181,3 +181,14 @@ def test_auto_hud_keeps_the_perf_line_out_of_files_and_hands_it_to_viewers(bb, b
     box_a = (a.image[:120, :300].astype(int).sum(axis=2) < 150).sum()
     box_b = (b.image[:120, :300].astype(int).sum(axis=2) < 150).sum()
     assert box_b > box_a
+
+
+def test_a_recorded_run_reports_processing_time_not_queue_wait():
+    from liveheat.pipeline.stats import RunStats
+
+    stats = RunStats()
+    for ms in (30.0, 32.0, 31.0):
+        stats._processed(ms / 1000)
+        stats._written(0.0, -0.5)  # a frame that waited half a second in the queues
+    assert stats.hud_line(live=False).endswith("31 ms/frame")
+    assert "500 ms" in stats.hud_line(live=True)  # live: capture-to-output latency
