@@ -356,7 +356,9 @@ def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F
             assert r.returncode == 0, r.stderr
             return r.stdout.split()
 
-        window = xdotool("search", "--sync", "--name", "liveheat")[0]
+        # the whole title: "liveheat" alone also matches the display probe's short-lived
+        # "liveheat-probe" window, which may be gone by the time the keys are sent
+        window = xdotool("search", "--sync", "--name", "^liveheat$")[0]
         time.sleep(1.0)  # some frames with cam
         xdotool("key", "--window", window, "m")
         time.sleep(1.5)  # some frames with eigen
