@@ -14,6 +14,7 @@ from liveheat.settings.fields import Settings
 
 _POLL = 0.05  # seconds: how often a waiting stage looks at the stop flag
 _END = None  # the sentinel that ends a queue
+MAX_IN_FLIGHT = 24  # recorded: frames between capture and drawing (3 queues of 6, workers)
 
 
 @dataclass(slots=True)
@@ -77,6 +78,9 @@ class Flow:
         self._stopping = False  # a plain flag: safe to set from a signal handler
         self._error: BaseException | None = None
         self._error_lock = threading.Lock()
+        # recorded runs: frames read but not yet drawn. Bounded, so that a starved inference
+        # worker cannot let the others run ahead and fill the reorder buffer without end
+        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
 
     # ------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -150,3 +154,10 @@ class Flow:
     def _wait_unpaused(self) -> None:
         while self.settings.paused and not self._stopping:
             time.sleep(_POLL)
+
+    def _take_slot(self) -> bool:
+        """Wait for room for one more frame in flight (recorded); False when stopping."""
+        while not self._stopping:
+            if self._slots.acquire(timeout=_POLL):
+                return True
+        return False

@@ -25,6 +25,8 @@ def capture(r: Runner, q_next: Queue, latest: _Latest | None) -> None:
             if not r.live and r.max_frames is not None and seq >= r.max_frames:
                 break  # recorded: nothing is dropped, so N read = N written
             t_next = r._pace(t_next)
+            if latest is None and not r._take_slot():  # recorded: bounded frames in flight
+                break
             frame = r.source.read()
             if frame is None:
                 break
@@ -153,6 +155,8 @@ def render_stage(r: Runner, q_in: Queue, q_out: Queue) -> None:
                 t0 = time.perf_counter()
                 image = r._draw(job)
                 r.stats._processed(job.work_s + time.perf_counter() - t0)
+                if not r.live:
+                    r._slots.release()  # the frame left the reorder buffer
                 if r.live:  # newest wins: a slow output shows fresh frames, not old ones
                     r._put_newest(q_out, (image, job))
                 elif not r._put(q_out, (image, job)):
