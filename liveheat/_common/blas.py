@@ -13,36 +13,34 @@ A user who set OPENBLAS_NUM_THREADS keeps that choice everywhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 ENV = "OPENBLAS_NUM_THREADS"
 _lock = threading.Lock()
 _depth = 0
-_limiter = None  # threadpoolctl's _ThreadpoolLimiter while the outermost scope is open
+_saved: list[tuple[object, int]] = []  # (threadpoolctl lib controller, its count) to restore
 _controller = None
-_controller_libs = -1
+_controller_key = -1
 
 
-def _blas_controller():
-    """threadpoolctl's view of the BLAS libraries loaded now (made again when more load)."""
-    global _controller, _controller_libs
-    from threadpoolctl import ThreadpoolController
+def _libs():
+    """threadpoolctl's controllers of the BLAS libraries loaded now; looked up again only when
+    more modules have been imported since (a new native library comes with an import)."""
+    global _controller, _controller_key
+    key = len(sys.modules)
+    if _controller is None or key != _controller_key:
+        from threadpoolctl import ThreadpoolController
 
-    n = _loaded_count()
-    if _controller is None or n != _controller_libs:
         _controller = ThreadpoolController().select(user_api="blas")
-        _controller_libs = n
-    return _controller
-
-
-def _loaded_count() -> int:
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            return len({ln.split()[-1] for ln in f if "blas" in ln.lower() and "/" in ln})
-    except OSError:  # not Linux: threadpoolctl finds them its own way, once
-        return 0
+        _controller_key = key
+    return _controller.lib_controllers
 
 
 @contextlib.contextmanager
@@ -50,31 +48,50 @@ def one_blas_thread() -> Iterator[None]:
     """Hold every loaded OpenBLAS at one thread inside the block (nested blocks are free).
 
     Nothing is limited when the user set OPENBLAS_NUM_THREADS. Thread-safe: the outermost
-    block (in any thread) sets the limit, the last one to leave restores the counts.
+    block (in any thread) sets the limit, the last one to leave restores the counts. The
+    outermost block costs a few microseconds (threadpoolctl's library controllers, called
+    directly); a nested one a lock and a counter.
 
     Examples:
         >>> with one_blas_thread():
         ...     pass
     """
-    global _depth, _limiter
+    global _depth
     if ENV in os.environ and not _owned_env():
         yield
         return
     with _lock:
         if _depth == 0:
             try:
-                _limiter = _blas_controller().limit(limits=1)
+                for lib in _libs():
+                    n = lib.num_threads
+                    if n != 1:
+                        lib.set_num_threads(1)
+                        _saved.append((lib, n))
             except Exception:  # noqa: BLE001 - an odd BLAS build: run unlimited, never fail
-                _limiter = None
+                pass
         _depth += 1
     try:
         yield
     finally:
         with _lock:
             _depth -= 1
-            if _depth == 0 and _limiter is not None:
-                _limiter.restore_original_limits()
-                _limiter = None
+            if _depth == 0:
+                while _saved:
+                    lib, n = _saved.pop()
+                    lib.set_num_threads(n)
+
+
+def blas_scoped(fn: F) -> F:
+    """Run `fn` inside `one_blas_thread()`: for liveheat's public functions that call BLAS
+    (the overlay's row products, EigenCAM's Gram), so a direct call gets what a run gets."""
+
+    @functools.wraps(fn)
+    def scoped(*args: Any, **kwargs: Any) -> Any:
+        with one_blas_thread():
+            return fn(*args, **kwargs)
+
+    return scoped  # type: ignore[return-value]
 
 
 _OWNED = "_LIVEHEAT_SET_OPENBLAS"
@@ -93,9 +110,7 @@ def _owned_env() -> bool:
 
 def threads() -> list[tuple[str, int]]:
     """(library file, its thread count) for each BLAS loaded here, as it reports it."""
-    return [
-        (os.path.basename(i["filepath"]), int(i["num_threads"])) for i in _blas_controller().info()
-    ]
+    return [(os.path.basename(lib.filepath), int(lib.get_num_threads())) for lib in _libs()]
 
 
 def who_chose() -> str:

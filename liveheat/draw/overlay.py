@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from liveheat._common.blas import blas_scoped
 from liveheat._common.images import as_bgr_u8
 from liveheat._common.text import did_you_mean
 from liveheat.settings.fields import colormap_names, validate  # the one rule of each setting
@@ -333,6 +334,7 @@ def _lookup(idx: np.ndarray, lut: np.ndarray, dst: np.ndarray, scratch: str) -> 
     return dst
 
 
+@blas_scoped
 def colorize(
     heat: np.ndarray,
     *,
@@ -463,6 +465,7 @@ def _map_bands(fn, bands: list[slice]) -> None:
             fut.result()
 
 
+@blas_scoped
 def overlay(
     frame: np.ndarray,
     heat: np.ndarray,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from liveheat._common.blas import blas_scoped
 from liveheat._common.text import did_you_mean
 from liveheat.errors import LiveheatError
 from liveheat.model.eigen import _EIGEN_GRAPH, _GRAM_WORK, _eigen_anchor, top_eigvec
@@ -16,6 +17,7 @@ VIDEO_TARGETS = ("auto", "top1")
 _SUBSAMPLE = 8  # map cells are split this finely when a fractional crop (letterbox) is cut off
 
 
+@blas_scoped
 def heatmap(features: Features, method: str = "cam", target: int | str | None = None) -> np.ndarray:
     """One 2D float32 map for a frame, cropped to the part of the map grid that covers the frame.
 
