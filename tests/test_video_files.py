@@ -239,7 +239,7 @@ def test_no_audio_leaves_the_sound_out(tmp_path, tone_clip):
 
 def test_a_sound_the_file_cannot_hold_is_said_in_one_line(tmp_path, monkeypatch):
     from liveheat.outputs import codecs
-    from liveheat.outputs.audio import AudioSource
+    from liveheat.sources.base import AudioInfo
 
     flac = tmp_path / "flac.mkv"  # a FLAC sound, which WebM cannot hold unchanged
     with av.open(str(flac), "w") as f:
@@ -249,8 +249,10 @@ def test_a_sound_the_file_cannot_hold_is_said_in_one_line(tmp_path, monkeypatch)
         af.sample_rate, af.pts = 44100, 0
         f.mux(au.encode(af))
         f.mux(au.encode(None))
-    src = AudioSource.probe(flac)
-    assert src is not None and src.codec == "flac"
+    with av.open(str(flac)) as f:  # (a sound-only file: no Source opens it)
+        st = f.streams.audio[0]
+        src = AudioInfo(str(flac), st.index, st.codec_context.name, st.rate, st.channels, 0.0)
+    assert src.codec == "flac"
     # ... and an FFmpeg without an Opus encoder: nothing can carry it
     webm = dataclasses.replace(codecs.CONTAINERS[".webm"], audio_encoder=None)
     monkeypatch.setitem(codecs.CONTAINERS, ".webm", webm)

@@ -1,10 +1,8 @@
-"""A source's sound into a video file: `AudioSource` says where it is, `AudioTrack` writes it.
+"""A source's sound into a video file: `AudioTrack` writes it.
 
-The source side plugs in through `AudioSource`: a reader that knows its file's audio stream
-gives the `Source` an `audio` attribute holding one (`AudioSource(path, stream_index)`);
-until then `AudioSource.probe(path)` finds the first audio stream of a file itself. Either
-way the writer opens its own PyAV input on that file and reads only the audio packets from it,
-so the video reader is not touched.
+The reader says where the sound is (`Source.audio`, a `sources.AudioInfo`: the file and its
+audio stream); the writer opens its own PyAV input on that file and reads only the audio
+packets from it, so the video reader is not touched.
 
 `AudioTrack` is made by `VideoSink` when it opens its file. The sound is copied unchanged
 (stream copy) when the container takes its codec (`codecs.CONTAINERS[...].audio_copy`), else
@@ -15,13 +13,12 @@ are handed to the muxer as the video advances (`feed`), so the file is interleav
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from liveheat.outputs.codecs import Container, encoder_present
+from liveheat.sources.base import AudioInfo
 
 #: samples per frame the encoders take
 _FRAME_SIZE = {"aac": 1024, "libopus": 960, "libmp3lame": 1152}
@@ -29,40 +26,6 @@ _FRAME_SIZE = {"aac": 1024, "libopus": 960, "libmp3lame": 1152}
 
 class AudioNotCarried(Exception):
     """The sound cannot go into this output; the message says why, in one line."""
-
-
-@dataclass(frozen=True)
-class AudioSource:
-    """Where a video's sound comes from: a file and the index of its audio stream.
-
-    Attributes:
-        path: the file (the same the video frames come from).
-        stream_index: the audio stream's index among all of the file's streams.
-        codec: its codec name as FFmpeg says it ('aac', 'opus'), '' when not probed.
-
-    Examples:
-        >>> AudioSource.probe(os.devnull) is None
-        True
-    """
-
-    path: str
-    stream_index: int
-    codec: str = ""
-
-    @classmethod
-    def probe(cls, path: str | os.PathLike) -> AudioSource | None:
-        """The first audio stream of the file at `path`, or None (no sound, not a file PyAV
-        opens)."""
-        try:
-            import av
-
-            with av.open(os.fspath(path)) as f:
-                if not f.streams.audio:
-                    return None
-                s = f.streams.audio[0]
-                return cls(os.fspath(path), s.index, s.codec_context.codec.canonical_name)
-        except Exception:  # noqa: BLE001 - no sound we can read: the video goes on alone
-            return None
 
 
 class AudioTrack:
@@ -81,7 +44,7 @@ class AudioTrack:
 
     def __init__(
         self,
-        source: AudioSource,
+        source: AudioInfo,
         out: Any,
         container: Container,
         *,

@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from liveheat.errors import LiveheatError
-from liveheat.outputs.audio import AudioNotCarried, AudioSource, AudioTrack
+from liveheat.outputs.audio import AudioNotCarried, AudioTrack
 from liveheat.outputs.codecs import FRAGMENT_S, Choice
+from liveheat.sources.base import AudioInfo
 
 _CLOCK_TB = {"mp4": Fraction(1, 90000), "mov": Fraction(1, 90000)}  # live: a fine time base
 _MS = Fraction(1, 1000)  # Matroska / WebM count milliseconds
@@ -60,7 +61,7 @@ def probe_encoder(
 
 
 def open_audio(
-    src: AudioSource,
+    src: AudioInfo,
     out: Any,
     container: Any,
     start_s: float,

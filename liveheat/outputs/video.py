@@ -22,11 +22,12 @@ import numpy as np
 from liveheat._common.files import check_writable, temp_path
 from liveheat._common.images import as_bgr_u8
 from liveheat.errors import LiveheatError
-from liveheat.outputs.audio import AudioSource, AudioTrack
+from liveheat.outputs.audio import AudioTrack
 from liveheat.outputs.base import OutputBase
 from liveheat.outputs.codecs import CONTAINERS, EXTENSIONS, FOURCC_CODECS, choose
 from liveheat.outputs.encode import EncodedFile, open_audio, probe_encoder, remove_temporary
 from liveheat.outputs.recovery import STAMP, recover_temporaries, say_stderr
+from liveheat.sources.base import AudioInfo
 
 #: the extensions a VideoSink writes, with the codec each uses unless told (`codecs.py`)
 CODECS: dict[str, str] = {ext: c.default for ext, c in CONTAINERS.items()}
@@ -217,8 +218,8 @@ class VideoSink(_Placement, OutputBase):
             VideoSink on the same path keeps as `NAME.partial-<start time>.EXT`. AVI has no
             variable frame rate: there the last image is repeated to fill time (`.repeated`)
             and a frame more than one slot early is left out (`.skipped`).
-        audio: the source's sound (`AudioSource`), copied or re-encoded into the file, cut to
-            the video written; None: no sound.
+        audio: the source's sound (`Source.audio`, a `sources.AudioInfo`), copied or
+            re-encoded into the file, cut to the video written; None: no sound.
         segment: seconds: start a new file when the current one holds this much, each named
             by its start time (`NAME-YYYYmmdd-HHMMSS.EXT`) and playable alone (`.files`).
         notice: where one-line notes go (default: stderr, prefixed "liveheat: ").
@@ -263,7 +264,7 @@ class VideoSink(_Placement, OutputBase):
         encoder_preset: str | None = None,
         by_timestamp: bool = False,
         max_gap: float = 5.0,
-        audio: AudioSource | None = None,
+        audio: AudioInfo | None = None,
         segment: float | None = None,
         notice: Callable[[str], None] | None = None,
         fourcc: str | None = None,

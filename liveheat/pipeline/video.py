@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from liveheat.outputs.audio import AudioSource
 from liveheat.outputs.base import Output
 from liveheat.outputs.keys import Controls
 from liveheat.outputs.maps import MapsFile
@@ -24,6 +23,7 @@ from liveheat.pipeline.preflight import make_backbone, preflight
 from liveheat.pipeline.runner import Runner
 from liveheat.pipeline.stats import RunStats
 from liveheat.settings.fields import Settings, parse_duration
+from liveheat.sources.base import AudioInfo
 from liveheat.sources.source import Source, open_source
 
 
@@ -92,20 +92,10 @@ def outputs_from_settings(
     return outputs
 
 
-def audio_of(source: Any, *, live: bool = False) -> AudioSource | None:
-    """The sound of `source` for a video file, or None (no sound, or a live source).
-
-    The source side plugs in here: a `Source` with an `audio` attribute (an `AudioSource`,
-    or None for none) is taken at its word; until readers set it, a video file's path is
-    probed with PyAV.
-    """
-    if source is None:
-        return None
-    audio = getattr(source, "audio", "unknown")
-    if audio == "unknown":
-        path = getattr(getattr(source, "_reader", None), "path", None)
-        is_file = getattr(source, "kind", None) == "file" and isinstance(path, str)
-        audio = AudioSource.probe(path) if is_file else None
+def audio_of(source: Any, *, live: bool = False) -> AudioInfo | None:
+    """The sound of `source` for a video file (`Source.audio`), or None: no sound, or a
+    live source, whose frames are placed by wall-clock time (said in one line)."""
+    audio = getattr(source, "audio", None)
     if audio is not None and live:
         print(
             "liveheat: the sound of a file read as a live source is not recorded (open it "
