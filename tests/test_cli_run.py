@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import liveheat
+from tests.helpers.procs import reaped
 from tests.helpers.videos import read_video
 from tests.test_window import xvfb  # noqa: F401 - the private X server fixture
 
@@ -105,7 +106,7 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
         text=True,
     )
     partial = tmp_path / f".out.{proc.pid}.tmp.mp4"  # frames go here until the file is final
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 90
         while not (partial.exists() and partial.stat().st_size > 150_000):
             assert proc.poll() is None, proc.communicate()
@@ -114,10 +115,6 @@ def test_signal_mid_recording_leaves_a_playable_file(tmp_path, sig, code):
         assert not out.exists()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
     n_summary = frames_out(stdout)
@@ -349,7 +346,7 @@ def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F
     cmd = [sys.executable, "-m", "liveheat", "run", str(CLIP), "-o", str(out)]
     cmd += ["--dump-maps", str(maps), "--input-size", "128", "--max-fps", "10"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
 
         def xdotool(*args):
             r = subprocess.run(["xdotool", *args], capture_output=True, text=True, timeout=60)
@@ -364,10 +361,6 @@ def test_window_keys_change_the_run_live_and_q_quits(xvfb, tmp_path):  # noqa: F
         time.sleep(1.5)  # some frames with eigen
         xdotool("key", "--window", window, "q")
         stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr
     assert 0 < frames_out(stdout) < N_CLIP  # q stopped the run early
     with np.load(maps) as z:

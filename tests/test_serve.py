@@ -23,6 +23,7 @@ import liveheat
 from liveheat.errors import LiveheatError
 from liveheat.outputs.stream.server import StreamServer, server_from_settings
 from liveheat.settings.fields import Settings
+from tests.helpers.procs import reaped
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -715,7 +716,7 @@ def test_cli_run_serve_streams_until_sigterm(tmp_path):
     cmd = [sys.executable, "-m", "liveheat", "run", str(CLIP), "--serve", "127.0.0.1:0",
            "--no-show", "--preset", "edge", "--max-fps", "25", "--token", "tok"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with reaped(proc):
         line = ""
         for _ in range(20):  # notices come first; the URL line within a few lines
             line = proc.stderr.readline()
@@ -730,10 +731,6 @@ def test_cli_run_serve_streams_until_sigterm(tmp_path):
         reader.close()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert all(g.shape == (720, 1280, 3) for g in got)
     assert proc.returncode == 143, err
     assert "frames in" in out

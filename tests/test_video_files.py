@@ -32,6 +32,7 @@ from liveheat.outputs.recovery import recover_temporaries
 from liveheat.outputs.video import VideoSink
 from liveheat.sources.base import Frame
 from tests.helpers.mjpeg_server import MjpegServer, load_frames
+from tests.helpers.procs import reaped
 
 CLIP = Path(liveheat.__file__).parent / "data" / "bigbuckbunny.mp4"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -388,14 +389,11 @@ def test_sigkill_leaves_a_playable_recording_that_the_next_run_keeps(tmp_path):
     with MjpegServer(CLIP, fps=25, size=(320, 180), limit=60) as srv:
         proc = start_live(srv.url, out)
         partial = tmp_path / f".out.{proc.pid}.tmp.mp4"
-        try:
+        with reaped(proc):
             wait_for(partial, proc)
             time.sleep(n_seconds)
             proc.kill()  # SIGKILL: nothing is finalised
             proc.wait(30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
     assert not out.exists() and partial.exists()
     times = video_times(partial)  # the fragments written before the kill play as they are
     assert times and times[-1] - times[0] >= n_seconds - 2, times[-1:]
@@ -476,15 +474,11 @@ def test_sighup_finalises_the_recording_and_exits_129(tmp_path):
     out = tmp_path / "out.mp4"
     with MjpegServer(CLIP, fps=25, size=(320, 180), limit=60) as srv:
         proc = start_live(srv.url, out)
-        try:
+        with reaped(proc):
             wait_for(tmp_path / f".out.{proc.pid}.tmp.mp4", proc)
             time.sleep(2)
             proc.send_signal(signal.SIGHUP)  # the terminal went away
             stdout, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert proc.returncode == 129, stderr
     assert "Traceback" not in stderr
     n = frames_out(stdout)
