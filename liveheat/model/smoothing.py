@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from liveheat.errors import LiveheatError
@@ -112,15 +114,22 @@ class TemporalSmoother:
         if self.cut_threshold is None:
             return False
         if pooled is not None and self._pooled is not None and pooled.shape == self._pooled.shape:
-            r = _corr(self._pooled, pooled)
+            r = correlation(self._pooled, pooled)
         else:
-            r = _corr(prev, heat)
+            r = correlation(prev, heat)
         return r is not None and r < self.cut_threshold
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two arrays; None when either is constant."""
-    a = a.ravel() - a.mean()
-    b = b.ravel() - b.mean()
-    den = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-    return None if den == 0.0 else float(np.dot(a, b)) / den
+def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two arrays of one size; None when either is constant.
+
+    Examples:
+        >>> correlation(np.arange(4.0), np.arange(4.0) * 2 + 1)
+        1.0
+    """
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return None if den == 0.0 else float(a @ b) / den

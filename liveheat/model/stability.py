@@ -18,21 +18,7 @@ import numpy as np
 
 from liveheat.errors import LiveheatError
 from liveheat.model.features import Features
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Pearson correlation of two arrays of one size; None when either is constant.
-
-    Examples:
-        >>> correlation(np.arange(4.0), np.arange(4.0) * 2 + 1)
-        1.0
-    """
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    a = a - a.mean()
-    b = b - b.mean()
-    den = math.sqrt(float(a @ a) * float(b @ b))
-    return None if den == 0.0 else float(a @ b) / den
+from liveheat.model.smoothing import TemporalSmoother, correlation
 
 
 class CutDetector:
@@ -288,7 +274,7 @@ class Stabilizer:
         self.sign.reset()
         self.scale.reset()
         self.euro.reset()
-        self._ema: np.ndarray | None = None
+        self._ema: TemporalSmoother | None = None
 
     def __call__(
         self,
@@ -344,13 +330,11 @@ class Stabilizer:
         if smoother == "euro":
             self.euro.min_cutoff = euro_cutoff(smooth)
             return self.euro(raw, cut=cut)
-        clean = np.nan_to_num(raw).astype(np.float32)
-        if cut or self._ema is None or self._ema.shape != raw.shape:
-            self._ema = clean
-        else:
-            f = np.float32(smooth)
-            self._ema = self._ema * f + clean * (np.float32(1) - f)
-        return self._ema.copy()
+        if self._ema is None or self._ema.factor != smooth:
+            self._ema = TemporalSmoother(smooth, cut_threshold=None)  # cuts are found here
+        if cut:
+            self._ema.reset()
+        return self._ema(raw)
 
 
 class Stable:
