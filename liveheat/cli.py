@@ -14,6 +14,7 @@ import sys
 
 from liveheat._common.imagefiles import read_image, read_map, write_image
 from liveheat.errors import LiveheatError
+from liveheat.settings.rules import check_fixed_scale
 
 EXIT_USAGE = 2  # a bad argument or file, found before the run
 EXIT_RUNTIME = 1  # the run ended early (camera gone, truncated file) or an internal error
@@ -54,6 +55,7 @@ def _cmd_image(args) -> int:
         heat = read_map(args.heat, index=args.index)
     else:
         heat = _image_heat_from_model(args, frame)
+    check_fixed_scale(args.norm, args.vmin, args.vmax)
     kw = dict(
         alpha=args.alpha,
         colormap=args.colormap,

@@ -52,6 +52,8 @@ def read_map(path: str, index: int | None = None):
                 raise LiveheatError(f"cannot read map {path!r}: not .npy, .npz or an image")
     except (ValueError, OSError, EOFError) as e:
         raise LiveheatError(f"cannot read map {path!r}: {e}") from None
+    if index is not None:
+        raise LiveheatError(f"--index picks a map of a --dump-maps file; {path!r} is one map")
     heat = np.asarray(heat)
     if heat.ndim == 3 and 1 in (heat.shape[0], heat.shape[2]):
         heat = heat.reshape(heat.shape[1:] if heat.shape[0] == 1 else heat.shape[:2])

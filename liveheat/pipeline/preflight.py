@@ -10,6 +10,7 @@ import numpy as np
 from liveheat._common.system import usable_cores
 from liveheat.errors import LiveheatError
 from liveheat.settings.fields import Settings
+from liveheat.settings.rules import check_fixed_scale
 
 
 def default_workers() -> int:
@@ -149,16 +150,8 @@ def preflight(
     frame = np.zeros((h, w, 3), np.uint8)
     heat = np.linspace(0, 1, 49, dtype=np.float32).reshape(7, 7)
     kw = _drawing_kwargs(settings)
+    check_fixed_scale(settings.norm, settings.vmin, settings.vmax)
     if settings.norm == "fixed":
-        if settings.vmin is None or settings.vmax is None:
-            raise LiveheatError(
-                "--norm fixed needs --vmin A --vmax B (the map values drawn coldest and "
-                "hottest; see the colour bar of a run for the range of your maps)"
-            )
-        if not settings.vmin < settings.vmax:
-            raise LiveheatError(
-                f"--norm fixed needs vmin < vmax, got vmin={settings.vmin} vmax={settings.vmax}"
-            )
         kw.update(vmin=settings.vmin, vmax=settings.vmax)
     if backbone is not None:
         from liveheat.model.heatmaps import heatmap

@@ -227,3 +227,26 @@ class Spec:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+
+
+def check_fixed_scale(norm: str, vmin: float | None, vmax: float | None) -> None:
+    """`--norm fixed` needs `--vmin A --vmax B` with A < B (the one rule across two settings).
+
+    Raises:
+        SettingError: a missing or reversed bound.
+
+    Examples:
+        >>> check_fixed_scale("minmax", None, None)
+        >>> check_fixed_scale("fixed", 0.0, None)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        liveheat.settings.rules.SettingError: --norm fixed needs --vmin A --vmax B ...
+    """
+    if norm != "fixed":
+        return
+    if vmin is None or vmax is None:
+        raise SettingError(
+            "--norm fixed needs --vmin A --vmax B (the map values drawn coldest and hottest; "
+            "the colour bar of a run shows your maps' range)"
+        )
+    if not vmin < vmax:
+        raise SettingError(f"--norm fixed needs vmin < vmax, got vmin={vmin} vmax={vmax}")
