@@ -368,6 +368,40 @@ print(host, scoped, min(counts), max(inside), min(n for _, n in threads()))
         assert before >= 2 and host >= 5
 
 
+def test_blas_is_limited_from_any_thread_not_only_the_first_that_asked(tmp_path):
+    # a run limits BLAS from its render thread: threadpoolctl's OpenBLAS setter obeys only the
+    # first Python thread that ever called it (here the main thread, one frame annotated before
+    # the run), and silently ignored the render thread, leaving BLAS threaded during the run
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import threading
+import numpy as np, cv2
+from liveheat._common.blas import one_blas_thread, threads
+with one_blas_thread():  # the main thread first
+    pass
+seen = []
+def render():
+    with one_blas_thread():
+        seen.append([n for _, n in threads()])
+t = threading.Thread(target=render)
+t.start(); t.join()
+print(max(seen[0]), min(n for _, n in threads()))
+"""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    inside, after = map(int, out.stdout.split())
+    assert inside == 1
+    if (os.cpu_count() or 1) >= 2:
+        assert after >= 2  # restored
+
+
 def test_eigen_with_a_classifier_of_another_layer(cat):
     # maps whose channels do not match the classifier: anchored to the channel mean, and a
     # target (which needs that classifier) is a clear error, not a shape error from deep inside

@@ -12,12 +12,11 @@ A user who set OPENBLAS_NUM_THREADS keeps that choice everywhere.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,61 +24,111 @@ F = TypeVar("F", bound=Callable[..., Any])
 ENV = "OPENBLAS_NUM_THREADS"
 _lock = threading.Lock()
 _depth = 0
-_saved: list[tuple[object, int]] = []  # (threadpoolctl lib controller, its count) to restore
-_controller = None
-_controller_key = -1
+_saved: list[tuple[Any, int]] = []  # (a library, its count) to restore
+_found: list[Any] | None = None
+_found_key = -1
 
 
-def _libs():
-    """threadpoolctl's controllers of the BLAS libraries loaded now; looked up again only when
-    more modules have been imported since (a new native library comes with an import)."""
-    global _controller, _controller_key
+class _Lib:
+    """One loaded OpenBLAS, its thread count read and set through its own C functions.
+
+    threadpoolctl finds the libraries, but its OpenBLAS setter lets only the first Python
+    thread that ever called it change the count (others are silently ignored), and a run
+    limits BLAS from its render thread. liveheat keeps its own lock and counter instead, so
+    it calls OpenBLAS's process-wide setter directly. An OpenMP build (per-thread counts)
+    goes through threadpoolctl, where every thread may set its own.
+    """
+
+    def __init__(self, controller) -> None:
+        self.filepath = controller.filepath
+        self.get, self.set = controller.get_num_threads, controller.set_num_threads
+        if getattr(controller, "threading_layer", "") != "openmp":
+            funcs = _openblas_funcs(controller.filepath)
+            if funcs is not None:
+                self.get, self.set = funcs
+
+
+def _openblas_funcs(path: str):
+    """OpenBLAS's (get, set) thread-count functions in the library at ``path``, or None."""
+    import ctypes
+
+    try:
+        dll = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+    except OSError:
+        return None
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            get = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
+            put = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                get.restype, put.restype = ctypes.c_int, None
+                put.argtypes = [ctypes.c_int]
+                return get, put
+    return None
+
+
+def _libs() -> list[_Lib]:
+    """The BLAS libraries loaded now; looked up again only when more modules have been
+    imported since (a new native library comes with an import)."""
+    global _found, _found_key
     key = len(sys.modules)
-    if _controller is None or key != _controller_key:
+    if _found is None or key != _found_key:
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController().select(user_api="blas")
-        _controller_key = key
-    return _controller.lib_controllers
+        found = ThreadpoolController().select(user_api="blas").lib_controllers
+        _found = [_Lib(c) for c in found]
+        _found_key = key
+    return _found
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
+class _OneThread:
+    """The context manager `one_blas_thread()` returns (a plain class: a generator-based one
+    costs more than the limit itself, and the overlay enters it on every call)."""
+
+    __slots__ = ("active",)
+
+    def __enter__(self) -> None:
+        global _depth
+        self.active = not (ENV in os.environ and not _owned_env())
+        if not self.active:
+            return
+        with _lock:
+            if _depth == 0:
+                try:
+                    for lib in _libs():
+                        n = lib.get()
+                        if n != 1:
+                            lib.set(1)
+                            _saved.append((lib, n))
+                except Exception:  # noqa: BLE001 - an odd BLAS build: run unlimited, never fail
+                    pass
+            _depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _depth
+        if not self.active:
+            return
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                while _saved:
+                    lib, n = _saved.pop()
+                    lib.set(n)
+
+
+def one_blas_thread() -> _OneThread:
     """Hold every loaded OpenBLAS at one thread inside the block (nested blocks are free).
 
     Nothing is limited when the user set OPENBLAS_NUM_THREADS. Thread-safe: the outermost
-    block (in any thread) sets the limit, the last one to leave restores the counts. The
-    outermost block costs a few microseconds (threadpoolctl's library controllers, called
+    block (in any thread, the main one or not) sets the limit, the last one to leave restores
+    the counts. The outermost block costs a few microseconds (OpenBLAS's own setter, called
     directly); a nested one a lock and a counter.
 
     Examples:
         >>> with one_blas_thread():
         ...     pass
     """
-    global _depth
-    if ENV in os.environ and not _owned_env():
-        yield
-        return
-    with _lock:
-        if _depth == 0:
-            try:
-                for lib in _libs():
-                    n = lib.num_threads
-                    if n != 1:
-                        lib.set_num_threads(1)
-                        _saved.append((lib, n))
-            except Exception:  # noqa: BLE001 - an odd BLAS build: run unlimited, never fail
-                pass
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                while _saved:
-                    lib, n = _saved.pop()
-                    lib.set_num_threads(n)
+    return _OneThread()
 
 
 def blas_scoped(fn: F) -> F:
@@ -110,7 +159,7 @@ def _owned_env() -> bool:
 
 def threads() -> list[tuple[str, int]]:
     """(library file, its thread count) for each BLAS loaded here, as it reports it."""
-    return [(os.path.basename(lib.filepath), int(lib.get_num_threads())) for lib in _libs()]
+    return [(os.path.basename(lib.filepath), int(lib.get())) for lib in _libs()]
 
 
 def who_chose() -> str:

@@ -375,6 +375,25 @@ def validate(key: str, value: Any, *, where: str = "") -> Any:
         ...
         liveheat.settings.rules.SettingError: alpha = 2 in x.toml: expected a number in [0, 1]
     """
+    memo = (key, type(value), value) if type(value) in _MEMO_TYPES else None
+    if memo is not None:
+        hit = _memo.get(memo, _MISS)
+        if hit is not _MISS:
+            return hit
+    out = _validate(key, value, where)
+    if memo is not None and len(_memo) < 4096:
+        _memo[memo] = out
+    return out
+
+
+# validate() is called on every overlay call (mode, alpha, threshold, norm, colormap): a good
+# value of an immutable type is checked once and remembered (a bad one is never remembered)
+_MEMO_TYPES = (str, int, float, bool, type(None))
+_MISS = object()
+_memo: dict[tuple, Any] = {}
+
+
+def _validate(key: str, value: Any, where: str) -> Any:
     spec = SPECS.get(key)
     loc = f" {where}" if where else ""
     if spec is None:
