@@ -2,7 +2,7 @@
 
 Usage: python scripts/bench_codecs.py [--frames 132] [--repeats 2] [--only x264]
 
-The bundled 720p clip is annotated once (liveheat's Annotator, no HUD, 160 px input) and the
+The bundled 720p clip is annotated once (liveheat's Annotator, default settings, no HUD) and the
 drawn frames are kept in memory; then every candidate encodes them, alternately over
 `--repeats` rounds, and the table says for each: the file size (kB per frame and x the mp4v
 baseline), PSNR of the decoded file against the drawn frames (dB, over all pixels of all
@@ -44,7 +44,7 @@ FPS = 25
 def drawn_frames(n: int) -> list[np.ndarray]:
     """The first `n` frames of the bundled clip, drawn with a heatmap (no HUD)."""
     cap = cv2.VideoCapture(bundled_clip())
-    ann = Annotator(hud=False, input_size=160)
+    ann = Annotator(hud=False)  # the default settings: the frames people get
     frames = []
     while len(frames) < n:
         ok, image = cap.read()
@@ -163,6 +163,44 @@ def candidates(only: str | None) -> list[tuple[str, str, Callable]]:
         crf="22",
         **{x264p: "mbtree=1:rc-lookahead=10:chroma-qp-offset=-3"},
     )
+    # a step up from superfast: hexagon search and sub-pixel refinement 2 (veryfast's motion
+    # search), or veryfast and faster themselves, each with the PSNR tuning and chroma offset
+    tuned = "mbtree=1:rc-lookahead=10:chroma-qp-offset=-3"
+    for crf in ("22", "23"):
+        x264(
+            f"x264 superfast+mbtree+hex crf {crf} psnr chroma-qp -3",
+            preset="superfast",
+            crf=crf,
+            tune="psnr",
+            **{x264p: tuned + ":me=hex:subme=2"},
+        )
+    for crf, extra in (
+        ("22.5", ":subme=2"),
+        ("23", ":me=hex:subme=2:trellis=1"),
+        ("23", ":me=hex:subme=2:ref=2"),
+        ("23", ":subme=2:trellis=1:ref=2"),
+        ("23", ":me=hex:subme=2:trellis=1:ref=2"),
+        ("23.5", ":subme=2:trellis=1:ref=2"),
+        ("23", ":subme=2:trellis=1:ref=2:threads=1"),
+        ("23", ":subme=2:trellis=1:ref=2:threads=2"),
+        ("23", ":subme=2:trellis=1:ref=2:sliced-threads=1"),
+    ):
+        x264(
+            f"x264 superfast+mbtree{extra.replace(':', '+')} crf {crf} psnr chroma-qp -3",
+            preset="superfast",
+            crf=crf,
+            tune="psnr",
+            **{x264p: tuned + extra},
+        )
+    for preset, crfs in (("veryfast", ("22", "22.5", "23")), ("faster", ("23", "24"))):
+        for crf in crfs:
+            x264(
+                f"x264 {preset} crf {crf} psnr chroma-qp -3",
+                preset=preset,
+                crf=crf,
+                tune="psnr",
+                **{x264p: "chroma-qp-offset=-3"},
+            )
     x264(
         "x264 ultrafast+cabac+deblock crf 21",
         preset="ultrafast",

@@ -5,6 +5,11 @@ Usage: python scripts/bench_pipeline.py [--frames 300] [--repeats 3] [--live-sec
 Recorded: the bundled 720p 25 fps clip, looped to --frames, annotated (read -> infer -> heatmap
 -> overlay + HUD -> write .mp4) by a serial loop and by the pipelined Runner, alternately, in one
 run. Targets on a 2-core machine: pipelined >= 1.4x serial and >= 50 fps (2x real time).
+Stages alone (issue 10): decode, inference, drawing (heatmap + overlay + HUD) and encode (the
+default H.264 and mp4v), each timed alone on the same frames; their CPU ms per frame summed is
+the work of one frame, and the limit = cores x 1000 / that sum is the fps no pipeline of these
+parts can beat on this machine. The pipelined run is compared with it (fps / limit, target
+>= 0.7) and must reach >= 45 fps with H.264 (1.8x real time); its file size is shown per codec.
 Live: the clip as a camera paced at 30 fps, the Runner recording it; latency capture -> written.
 Target: p95 <= 2 frame periods (66.7 ms) with no growing queue (queue max stays 1; the frames
 the display cannot take are dropped, counted). Prints medians over --repeats, a table, ratios.
@@ -97,17 +102,100 @@ def serial(settings: Settings, backbone: Backbone, frames: int, out: Path) -> fl
     return frames / (time.perf_counter() - t0)
 
 
-def pipelined(settings: Settings, backbone: Backbone, frames: int, out: Path) -> float:
+def pipelined(
+    settings: Settings, backbone: Backbone, frames: int, out: Path, codec: str | None = None
+) -> float:
     t0 = time.perf_counter()
     with (
         open_source(CLIP, loop=True) as src,
-        VideoSink(out, fps=src.fps, size=src.size, codec=CODEC) as sink,
+        VideoSink(out, fps=src.fps, size=src.size, codec=codec or CODEC) as sink,
     ):
         stats = Runner(
             src, settings.snapshot(), outputs=[sink], backbone=backbone, max_frames=frames
         ).run()
     assert stats.frames_out == frames, stats.snapshot()
     return frames / (time.perf_counter() - t0)
+
+
+def stage_ms(fn, n: int) -> float:
+    """CPU ms per item of ``fn(i)`` for i in range(n) (all threads of this process)."""
+    c0 = cpu_s()
+    for i in range(n):
+        fn(i)
+    return (cpu_s() - c0) * 1000.0 / n
+
+
+def stages(settings: Settings, backbone: Backbone, frames: int, repeats: int, out: Path):
+    """Each stage alone: ({stage: CPU ms per frame (median, min, max)} over ``repeats`` rounds
+    taken in turn, {encode stage: kB per frame of its file}). The encoders get the same drawn
+    frames (no HUD); "encode mp4v" is OpenCV's writer, what liveheat wrote before PyAV."""
+    with open_source(CLIP) as src:
+        clip = [f.image for f in src]
+    snap = settings.snapshot()
+    feats = [backbone(im) for im in clip]  # each frame with its own map, as a run draws it
+    drawn = []
+    for im, f in zip(clip, feats, strict=True):
+        heat = heatmap(f, method=snap.method, target=snap.target)
+        drawn.append(overlay(im, heat, alpha=snap.alpha, colormap=snap.colormap))
+
+    def decode() -> float:
+        with open_source(CLIP, loop=True) as s:
+            return stage_ms(lambda i: s.read(), frames)
+
+    def infer() -> float:
+        return stage_ms(lambda i: backbone(clip[i % len(clip)]), frames)
+
+    def draw() -> float:
+        f = feats[0]
+
+        def one(i: int) -> None:
+            heat = heatmap(f, method=snap.method, target=snap.target)
+            image = overlay(clip[i % len(clip)], heat, alpha=snap.alpha, colormap=snap.colormap)
+            _, name, prob = f.top(1)[0]
+            lines = [f"{name} {prob:.0%}", f"{snap.method} @ {f.layer}", "0 fps  0 ms"]
+            draw_hud(image, lines, colorbar=(snap.colormap, float(heat.min()), heat.max()))
+
+        return stage_ms(one, frames)
+
+    sizes: dict[str, float] = {}
+
+    def encode(codec: str | None, name: str):
+        def run() -> float:
+            with VideoSink(out, fps=CLIP_FPS, size=(1280, 720), codec=codec) as sink:
+                c0 = cpu_s()
+                for i in range(frames):
+                    sink.write(drawn[i % len(drawn)])
+            # the sink's close (its last frames, the index) is part of the encode's work
+            ms = (cpu_s() - c0) * 1000.0 / frames
+            sizes[name] = out.stat().st_size / frames / 1000
+            return ms
+
+        return run
+
+    def encode_opencv() -> float:  # what liveheat wrote before PyAV: the size baseline
+        path = str(out.with_suffix(".cv.mp4"))
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), CLIP_FPS, (1280, 720))
+        c0 = cpu_s()
+        for i in range(frames):
+            writer.write(drawn[i % len(drawn)])
+        writer.release()
+        sizes["encode mp4v"] = os.path.getsize(path) / frames / 1000
+        return (cpu_s() - c0) * 1000.0 / frames
+
+    jobs = {
+        "decode": decode,
+        "inference": infer,
+        "draw": draw,
+        "encode h264": encode(None, "encode h264"),
+        "encode mpeg4": encode("mpeg4", "encode mpeg4"),
+        "encode mp4v": encode_opencv,
+    }
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            times[name].append(job())
+    st = {k: (statistics.median(v), min(v), max(v)) for k, v in times.items()}
+    return st, sizes
 
 
 def cpu_s() -> float:
@@ -145,6 +233,10 @@ def main() -> int:
         "--codec", default=None,
         help="the .mp4's video codec (default: VideoSink's, H.264; mpeg4 = OpenCV's old mp4v)",
     )  # fmt: skip
+    ap.add_argument(
+        "--part", choices=("all", "stages", "runner"), default="all",
+        help="stages: each stage alone vs the pipeline (issue 10); runner: serial/pipe/live",
+    )  # fmt: skip
     args = ap.parse_args()
     global CODEC
     CODEC = args.codec
@@ -155,6 +247,11 @@ def main() -> int:
         f"{CLIP.name} 1280x720 {CLIP_FPS:g} fps looped to {args.frames} frames; medians of "
         f"{args.repeats}\n"
     )
+    ok = True
+    if args.part in ("all", "stages"):
+        ok &= stage_table(args)
+    if args.part == "stages":
+        return 0 if ok else 1
     results = []
     cpus: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +286,6 @@ def main() -> int:
     )
     print(head)
     print("-" * len(head))
-    ok = True
     for label, ser, pip, lives in results:
         s, p = statistics.median(ser), statistics.median(pip)
         p50 = statistics.median(x["latency_ms_p50"] for x in lives)
@@ -234,7 +330,57 @@ def main() -> int:
                 f"{label} vs {base[0]}: pipelined fps x{pip_ratio:.2f}, live latency p50 "
                 f"x{mine[0] / ref[0]:.2f}, p95 x{mine[1] / ref[1]:.2f}"
             )
-    return 0
+    return 0 if ok else 1
+
+
+def stage_table(args) -> bool:
+    """Issue 10's table: each stage alone, the limit, the pipeline against it, per codec."""
+    settings = Settings(threads=args.threads)
+    backbone = make_backbone(settings, spinning=False)  # as the Runner makes it
+    backbone(_first_frame())
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "stage.mp4"
+        st, sizes = stages(settings, backbone, args.frames, args.repeats, out)
+        runs: dict[str, list[tuple[float, float]]] = {"h264": [], "mpeg4": []}
+        for _ in range(args.repeats):  # the two codecs in turn: drift cancels in the ratio
+            for codec in runs:
+                runs[codec].append(timed(pipelined, settings, backbone, args.frames, out, codec))
+    print("each stage alone (default settings, 720p), CPU ms per frame: median (min-max)")
+    for name, (med, lo, hi) in st.items():
+        size = f"  {sizes[name]:.1f} kB/frame" if name in sizes else ""
+        print(f"  {name:<13} {med:>6.2f}  ({lo:.2f}-{hi:.2f}){size}")
+    print("  (encode mp4v: OpenCV's writer, liveheat's output before PyAV: the size baseline)")
+    head = (
+        f"{'output':<14} {'sum ms':>7} {'limit fps':>9} | {'pipe fps':>8} {'(range)':>13} "
+        f"{'cpu ms/frame':>12} {'fps/limit':>9} | {'x mp4v size':>11}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    common = st["decode"][0] + st["inference"][0] + st["draw"][0]
+    verdict = {}
+    for codec, label in (("h264", "h264 default"), ("mpeg4", "mpeg4 (PyAV)")):
+        total = common + st[f"encode {codec}"][0]
+        limit = cores * 1000.0 / total
+        fps = [r[0] for r in runs[codec]]
+        fm = statistics.median(fps)
+        cpu = statistics.median(r[1] for r in runs[codec])
+        size = sizes[f"encode {codec}"] / sizes["encode mp4v"]
+        verdict[codec] = (fm, fm / limit, size)
+        span = f"({min(fps):.1f}-{max(fps):.1f})"
+        print(
+            f"{label:<14} {total:>7.1f} {limit:>9.1f} | {fm:>8.1f} {span:>13} "
+            f"{cpu:>12.1f} {fm / limit:>9.2f} | {size:>11.2f}"
+        )
+    fm, ratio, size = verdict["h264"]
+    ok = fm >= 45.0 and ratio >= 0.7 and size <= 0.35
+    print(
+        f"\nlimit = {cores} cores x 1000 / (decode + inference + draw + encode CPU ms). Targets "
+        f"(h264 default): pipelined >= 45 fps ({fm:.1f}), fps/limit >= 0.70 ({ratio:.2f}), "
+        f"size <= 0.35x mp4v ({size:.2f}; PSNR at these sizes: scripts/bench_codecs.py): "
+        + ("all met" if ok else "NOT all met")
+        + "\n"
+    )
+    return ok
 
 
 def _first_frame():

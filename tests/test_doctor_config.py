@@ -100,7 +100,7 @@ def test_doctor_lists_pyav_ffmpeg_the_encoders_and_what_each_extension_uses(repo
     }
     assert video["encoder h264"] == "libx264" and video["encoder aac"] == "aac"
     assert set(CONTAINERS) <= set(video)
-    assert video[".mp4"].startswith("h264 (libx264 superfast, crf 22); sound: copy aac")
+    assert video[".mp4"].startswith("h264 (libx264 superfast, crf 23); sound: copy aac")
     assert "plays in browsers" in video[".mp4"] and "plays in browsers" in video[".webm"]
     assert video[".webm"].startswith("vp9 (libvpx-vp9") and video[".avi"].startswith("mjpeg")
     for ext in (".mp4", ".webm", ".avi"):  # a second, independent try agrees with the report

@@ -484,3 +484,27 @@ def test_sighup_finalises_the_recording_and_exits_129(tmp_path):
     n = frames_out(stdout)
     assert n > 0 and len(video_times(out)) == n
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+@pytest.mark.parametrize("codec,ext", [("mpeg4", ".mp4"), ("mjpeg", ".avi")])
+def test_the_quantiser_of_mjpeg_and_mpeg4_is_obeyed(tmp_path, codec, ext):
+    # --crf N is their fixed quantiser: FFmpeg's "q:v" is a command-line word the library
+    # ignores, so every N once gave the same file; now a finer quantiser is larger and closer
+    with av.open(str(CLIP)) as f:
+        decoded = zip(range(12), f.decode(video=0), strict=False)
+        frames = [fr.to_ndarray(format="bgr24") for _, fr in decoded]
+    got = {}
+    for q in (2, 12, 31):
+        path = tmp_path / f"q{q}{ext}"
+        with VideoSink(path, fps=25, size=(1280, 720), codec=codec, crf=q, audio=None) as sink:
+            for image in frames:
+                sink.write(image)
+        with av.open(str(path)) as f:
+            back = [fr.to_ndarray(format="bgr24") for fr in f.decode(video=0)]
+        assert len(back) == len(frames)
+        pairs = zip(back, frames, strict=True)
+        mse = np.mean([np.mean((a.astype(float) - b) ** 2) for a, b in pairs])
+        got[q] = (path.stat().st_size, 10 * np.log10(255**2 / mse))
+    (s2, p2), (s12, p12), (s31, p31) = got[2], got[12], got[31]
+    assert s2 > 1.5 * s12 > 1.5 * 1.2 * s31, got
+    assert p2 > p12 + 2 > p31 + 3, got

@@ -3,9 +3,11 @@
 `VideoSink`, `liveheat doctor` and the README read this table; nothing else names an
 encoder. The defaults were chosen from `scripts/bench_codecs.py` (the bundled 720p clip drawn
 with a heatmap, 2 cores; the table is in the README): H.264 through libx264 `superfast`,
-CRF 22, PSNR tuning, the macroblock tree over 10 frames and chroma given 3 QP more than luma
-(a heatmap is colour) is the smallest file among the settings that cost at most ~15 ms of CPU
-a 720p frame and match OpenCV's mp4v in PSNR: 0.42x its size at +0.2 dB.
+CRF 23, PSNR tuning, the macroblock tree over 10 frames, chroma given 3 QP more than luma (a
+heatmap is colour), and three of veryfast's tools that pay most for their cost here (sub-pixel
+refinement 2, trellis quantisation, two reference frames) is 0.33x the size of OpenCV's mp4v
+at +0.1 dB PSNR for ~20 ms of CPU a 720p frame (veryfast itself: 0.35x at -0.3 dB, 23 ms;
+faster reaches 0.32x at mp4v's PSNR only for 39 ms).
 
 PyAV's wheels carry libx264 and libx265, which are GPL: see the README ("Video files").
 """
@@ -69,7 +71,7 @@ VIDEO_CODECS: dict[str, VideoCodec] = {
     c.name: c
     for c in (
         VideoCodec(
-            "h264", ("libx264",), "yuv420p", 22, (0, 51), "superfast", X264_PRESETS,
+            "h264", ("libx264",), "yuv420p", 23, (0, 51), "superfast", X264_PRESETS,
             odd_sizes=False, fourcc="avc1", browsers=True,
         ),
         VideoCodec(
@@ -220,8 +222,9 @@ class Choice:
             params = ["chroma-qp-offset=-3"]  # a heatmap is colour: chroma gets more bits
             if self.preset in ("ultrafast", "superfast") and not live:
                 # the bench's best cheap gains: the macroblock tree over 10 frames, and PSNR
-                # tuning (no adaptive quantisation), ~20% smaller at the same PSNR
-                params.insert(0, "mbtree=1:rc-lookahead=10")
+                # tuning (no adaptive quantisation), ~20% smaller at the same PSNR; sub-pixel
+                # refinement 2, trellis and two reference frames, ~12% more for ~5 ms a frame
+                params.insert(0, "mbtree=1:rc-lookahead=10:subme=2:trellis=1:ref=2")
                 opts["tune"] = "psnr"
             if live:  # no reordering nor lookahead: frames reach the file (and a fragment
                 # cut off plays to its last frame) a few frames after capture, times exact
@@ -241,12 +244,14 @@ class Choice:
         elif self.encoder == "libaom-av1":
             opts.update(crf=str(self.crf), **{"cpu-used": str(min(8, int(self.preset or 8)))})
             opts.update(usage="realtime", **{"row-mt": "1"})
-        else:  # mjpeg, mpeg4: a fixed quantiser
-            opts["q:v"] = str(self.crf)
+        else:  # mjpeg, mpeg4: a fixed quantiser. "q:v" is an ffmpeg command-line word that
+            # the library ignores (and a qscale flag needs a quality on every frame): the
+            # rate control held between qmin and qmax = N does it
+            opts.update(qmin=str(self.crf), qmax=str(self.crf), b="100M")
         return opts
 
     def describe(self) -> str:
-        """In words, for doctor and messages: 'h264 (libx264 superfast, crf 22)'."""
+        """In words, for doctor and messages: 'h264 (libx264 superfast, crf 23)'."""
         bits = [self.encoder] + ([self.preset] if self.preset else [])
         q = "crf" if self.codec.name not in ("mjpeg", "mpeg4") else "q"
         return f"{self.codec.name} ({' '.join(bits)}, {q} {self.crf})"
@@ -266,7 +271,7 @@ def choose(
 
     Examples:
         >>> choose("out.mp4").describe()
-        'h264 (libx264 superfast, crf 22)'
+        'h264 (libx264 superfast, crf 23)'
         >>> choose("out.webm", "h264")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         liveheat.errors.LiveheatError: cannot write h264 into .webm: it holds vp9, av1; ...
@@ -308,7 +313,7 @@ def choose(
 
 def extension_table() -> list[tuple[str, str]]:
     """(extension, what it will use) for every output extension, from this table and this
-    FFmpeg: e.g. ('.mp4', 'h264 (libx264 superfast, crf 22); sound: copy aac/..., else aac').
+    FFmpeg: e.g. ('.mp4', 'h264 (libx264 superfast, crf 23); sound: copy aac/..., else aac').
 
     Examples:
         >>> dict(extension_table())[".avi"].startswith("mjpeg")

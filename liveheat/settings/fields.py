@@ -235,7 +235,7 @@ class Settings:
     )
     crf: int | None = _encoder_option(
         "video quality, lower is better and larger (mjpeg, mpeg4: their quantiser 2-31)",
-        "h264 22, vp9 31",
+        "h264 23, vp9 31",
         range="[0, 63]",
         metavar="N",
     )
@@ -308,6 +308,20 @@ class Settings:
         """Check every field again (catches values assigned directly, bypassing `update`)."""
         for name in SPECS:
             validate(name, getattr(self, name))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a worker process, a Ray task) without its lock; `__setstate__` makes one.
+
+        Examples:
+            >>> import pickle
+            >>> pickle.loads(pickle.dumps(Settings(alpha=0.3))).alpha
+            0.3
+        """
+        return {k: getattr(self, k) for k in SPECS}  # no lock here: snapshot() holds it
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def snapshot(self) -> Settings:
         """A consistent copy for one frame's work (its own lock; the values are not rechecked)."""
