@@ -3,7 +3,8 @@
 Public API (stable): drawing `overlay`, `colorize`, `normalize`, `panels`; the model `Backbone`,
 `Features`, `heatmap`, `TemporalSmoother`; frames `open_source`; outputs `VideoSink`, `Window`,
 `StreamServer`; the pipeline `Annotator` (frame by frame), `annotate_video` (a whole video),
-`run_video`; `Settings`, `LiveheatError`, and `bundled_clip()` (the demo clip's path).
+`annotate_batch` (folders of videos and images, locally or on Ray, resumable), `run_video`;
+`Settings`, `LiveheatError`, and `bundled_clip()` (the demo clip's path).
 Names load on first use, so `import liveheat` is cheap and changes nothing process-wide.
 """
 
@@ -33,6 +34,8 @@ _LAZY = {
     "Annotator": "liveheat.pipeline.annotator",
     "Annotation": "liveheat.pipeline.annotator",
     "annotate_video": "liveheat.pipeline.video",
+    "annotate_batch": "liveheat.pipeline.batch",
+    "BatchReport": "liveheat.pipeline.batch",
     "run_video": "liveheat.pipeline.video",
     "bundled_clip": "liveheat._common.files",
 }
@@ -40,6 +43,8 @@ _LAZY = {
 __all__ = [
     "Annotation",
     "Annotator",
+    "BatchReport",
+    "annotate_batch",
     "annotate_video",
     "bundled_clip",
     "Backbone",
@@ -72,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from liveheat.outputs.video import VideoSink
     from liveheat.outputs.window import Window
     from liveheat.pipeline.annotator import Annotation, Annotator
+    from liveheat.pipeline.batch import BatchReport, annotate_batch
     from liveheat.pipeline.video import annotate_video, run_video
     from liveheat.settings.fields import Settings
     from liveheat.sources.source import open_source

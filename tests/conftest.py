@@ -162,3 +162,19 @@ def tiny_model(tmp_path) -> tuple[Path, dict]:
     """A small conv -> relu -> conv -> relu -> GAP -> Gemm ONNX model and its weights."""
     path = tmp_path / "tiny.onnx"
     return path, tiny_cnn(path)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One real local Ray for the whole test session (it takes ~10 s to start here); the
+    [ray] extra is in the test extra, so this never skips in CI."""
+    import logging
+
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+        )
+    yield ray
+    ray.shutdown()

@@ -307,9 +307,11 @@ class _stop_on_signals:  # noqa: N801 - used as a context manager
         self.runner = None
         self.caught: list[int] = []
         self.old: dict = {}
+        self.raise_on_signal = False  # batch: every signal interrupts (its pool cleans up)
 
     def _handler(self, signum, _frame) -> None:
-        if self.caught and signum == signal.SIGINT:
+        if (self.caught and signum == signal.SIGINT) or self.raise_on_signal:
+            self.caught.append(signum)
             raise KeyboardInterrupt
         self.caught.append(signum)
         if self.runner is not None:
@@ -348,6 +350,13 @@ def _cmd_demo(args) -> int:
     return _run_video(bundled_clip(), _run_settings(args))
 
 
+# ---------------------------------------------------------------- batch (many files)
+def _add_batch(p) -> None:
+    from liveheat.cli.batch import add_batch
+
+    add_batch(p)
+
+
 # ---------------------------------------------------------------- doctor
 def _add_doctor(p) -> None:
     p.add_argument("--no-cameras", action="store_true", help="skip probing camera indices 0-3")
@@ -383,6 +392,7 @@ _EXAMPLES = """examples:
   liveheat run clip.mp4 -o out.mp4 --method eigen  annotate a video file (sound kept)
   liveheat run 0 --serve 8080                      a camera, in a window and a browser
   liveheat image cat.png -o cam.png --panels       one image, and its top-5 classes
+  liveheat batch videos/ photos/ -o annotated/     many files, resumable (--ray: a cluster)
   liveheat doctor                                  what this machine offers (for bug reports)
 
 `liveheat COMMAND --help` lists a command's flags with their defaults."""
@@ -400,6 +410,13 @@ _VERBS = {
         "Annotate a source live or recorded. Ctrl-C, SIGTERM or SIGHUP finalises the output "
         "file (every frame processed so far), prints the summary and exits 130 / 143 / 129.",
         _add_run,
+    ),
+    "batch": (
+        "annotate folders of videos and images, here or on a Ray cluster, resumably",
+        "Annotate many videos and images into OUTDIR (each as `run` would, images at their "
+        "own size). A manifest (OUTDIR/manifest.jsonl) records every file; a second run skips "
+        "what is done. Exit 0 when all succeed, 1 when any failed, 130 on Ctrl-C.",
+        _add_batch,
     ),
     "image": ("overlay a heatmap on one image", "", _add_image),
     "layers": ("list the feature maps (4-D tensors) of an ONNX model", "", _add_layers),
