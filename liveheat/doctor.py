@@ -237,6 +237,16 @@ def _import(name: str):
         return None, f"import failed: {type(e).__name__}: {str(e).strip() or '?'}"
 
 
+def _auto_row() -> str:
+    """What `--device auto` runs on here, and with which providers."""
+    try:  # liveheat.model loads OpenCV too: a broken OpenCV must not hide this report
+        from liveheat.model.devices import auto_device, providers_for
+    except ImportError as e:
+        return f"unknown ({' '.join(str(e).split())})"
+    device = auto_device()
+    return f"{device} ({', '.join(providers_for(device, say=False))})"
+
+
 def _blas_row() -> str:
     """OpenBLAS thread counts as the loaded libraries report them, and who chose them."""
     from liveheat._common import blas
@@ -292,6 +302,7 @@ def collect(*, cameras: bool = True) -> list[Section]:
                     ("version", ort.__version__),
                     ("device", ort.get_device()),
                     ("providers", ", ".join(ort.get_available_providers())),
+                    ("--device auto", _auto_row()),
                 ],
             )
         )

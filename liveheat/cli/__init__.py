@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from liveheat._common.imagefiles import read_image, read_map, write_image
+from liveheat._common.imagefiles import check_image_output, read_image, read_map, write_image
 from liveheat.errors import LiveheatError
 from liveheat.settings.rules import check_fixed_scale
 
@@ -20,9 +20,60 @@ EXIT_USAGE = 2  # a bad argument or file, found before the run
 EXIT_RUNTIME = 1  # the run ended early (camera gone, truncated file) or an internal error
 
 
+# flags of peer tools (yolo, timm, OpenCV samples) a user may type, and liveheat's word for them
+_PEER_FLAGS = {
+    "--imgsz": "--input-size", "--img-size": "--input-size", "--size": "--input-size",
+    "--weights": "--model", "--source": "SOURCE (the first argument)", "--save": "-o",
+    "--out": "-o", "--cmap": "--colormap", "--opacity": "--alpha", "--cam": "--method",
+}  # fmt: skip
+
+
 class _Parser(argparse.ArgumentParser):
+    """argparse with liveheat's errors: one line, exit 2, and a hint for a mistyped flag or
+    command (did you mean ...?)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):  # argparse's own errors: one line, exit 2
-        raise LiveheatError(message)
+        raise LiveheatError(message + self._hint(message))
+
+    def _verbs(self) -> dict[str, argparse.ArgumentParser]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    def _hint(self, message: str) -> str:
+        from liveheat._common.text import did_you_mean
+
+        verbs = self._verbs()
+        if message.startswith("argument COMMAND: invalid choice:"):
+            word = message.split("'")[1] if "'" in message else ""
+            return did_you_mean(word, verbs, before="; ")
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        argv = getattr(self, "_argv", [])
+        verb = next((a for a in argv if a in verbs), None)
+        parser = verbs.get(verb, self)
+        known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            if "--no-" + flag[2:] in known:
+                hints.append(f"{flag} is on by default (--no-{flag[2:]} turns it off)")
+            elif flag in _PEER_FLAGS:
+                hints.append(f"{flag} is {_PEER_FLAGS[flag]} here")
+            else:
+                close = did_you_mean(flag, known)
+                if close:
+                    hints.append(f"{flag}: {close}")
+        if not hints:
+            return f"; `liveheat {verb} --help` lists the flags" if verb else ""
+        return "; " + "; ".join(hints)
 
 
 # ---------------------------------------------------------------- image (overlay core)
@@ -50,6 +101,7 @@ def _add_drawing_flags(p, *, defaults: bool = False) -> None:
 def _cmd_image(args) -> int:
     import liveheat
 
+    check_image_output(args.output, source=args.input)  # before any reading or model run
     frame = read_image(args.input)
     if args.heat:
         heat = read_map(args.heat, index=args.index)
@@ -81,9 +133,16 @@ def _cmd_image(args) -> int:
 def _image_heat_from_model(args, frame):
     """No --heat: run the model on the image, print its top-5 classes, return the heatmap."""
     from liveheat.model.backbone import Backbone
+    from liveheat.model.devices import providers_for
     from liveheat.model.heatmaps import heatmap
 
-    bb = Backbone(args.model, layer=args.layer, threads=args.threads, input_size=args.input_size)
+    bb = Backbone(
+        args.model,
+        layer=args.layer,
+        threads=args.threads,
+        input_size=args.input_size,
+        providers=providers_for(args.device),
+    )
     feats = bb(frame)
     heat = heatmap(feats, method=args.method, target=args.target)
     top = feats.top(5)
@@ -158,7 +217,7 @@ def _add_view_flags(p) -> None:
 def _add_model_flags(p, *, defaults: bool = False) -> None:
     from liveheat.settings.flags import add_setting_flags
 
-    names = ("model", "layer", "method", "target", "threads", "input_size")
+    names = ("model", "layer", "method", "target", "device", "threads", "input_size")
     add_setting_flags(p, names, defaults=defaults)
 
 
@@ -291,12 +350,24 @@ def _say_serving(server) -> None:
     """Say where the stream is (and warn when it is open to others without a token)."""
     note = " (token required: add ?token=...)" if server.token else ""
     print(f"liveheat: serving {server.url}{note}", file=sys.stderr)
-    if server.host not in ("127.0.0.1", "::1", "localhost") and not server.token:
+    if not _loopback(server.host) and not server.token:
         print(
             f"liveheat: warning: serving on {server.host} without a token; anyone who can "
             "reach this machine can watch: set --token or LIVEHEAT_TOKEN",
             file=sys.stderr,
         )
+
+
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost reach only this machine (127.0.0.2 too)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _stop_on_signals:  # noqa: N801 - used as a context manager

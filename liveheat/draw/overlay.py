@@ -104,8 +104,11 @@ def resolve_colormap(colormap: str | int | np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- normalisation
-def _as_map(heat) -> np.ndarray:
-    """Any 2D array-like -> float32 2D (squeezing (1,h,w) and (h,w,1)); else ValueError."""
+def _as_map(heat, *, wide: bool = False) -> np.ndarray:
+    """Any 2D array-like -> float32 2D (squeezing (1,h,w) and (h,w,1)); else ValueError.
+
+    ``wide``: a float64 (or wider, or 64-bit integer) map stays float64, so that values
+    beyond float32's range (~3.4e38) are scaled before they are narrowed, not made inf."""
     arr = np.asarray(heat)
     if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[2]):
         arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:2])
@@ -117,6 +120,8 @@ def _as_map(heat) -> np.ndarray:
         raise ValueError(f"heat must be numeric or bool, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise ValueError("heat must be real-valued, got a complex array")
+    if wide and arr.dtype.itemsize > 4 and arr.dtype.kind in "fiu":
+        return np.asarray(arr, dtype=np.float64)
     return np.asarray(arr, dtype=np.float32)
 
 
@@ -127,13 +132,14 @@ def _normalize(heat, norm, vmin, vmax, percentile) -> tuple[np.ndarray, bool]:
     (for ``minmax``/``percentile``) a constant map. Then the map is all zeros.
     """
     norm = validate("norm", norm)
-    h = _as_map(heat)
+    h = _as_map(heat, wide=True)
+    ft = h.dtype.type  # float32, or float64 for a wide map (scaled in float64)
     finite = np.isfinite(h)
     all_finite = bool(finite.all())
     if not all_finite:
         if not finite.any():
             return np.zeros_like(h), False
-        h = np.where(finite, h, np.float32(0))  # a copy; the caller's array is never touched
+        h = np.where(finite, h, ft(0))  # a copy; the caller's array is never touched
     values = h if all_finite else h[finite]
     if norm in ("minmax", "percentile"):
         if norm == "minmax":
@@ -144,13 +150,13 @@ def _normalize(heat, norm, vmin, vmax, percentile) -> tuple[np.ndarray, bool]:
             lo, hi = (float(v) for v in np.percentile(values, (percentile, 100.0 - percentile)))
         if not hi > lo:
             return np.zeros_like(h), False
-        out = (h - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+        out = (h - ft(lo)) * ft(1.0 / (hi - lo))
     elif norm == "fixed":
         if vmin is None or vmax is None:
             raise ValueError("norm='fixed' needs vmin and vmax (one scale across many frames)")
         if not float(vmax) > float(vmin):
             raise ValueError(f"norm='fixed' needs vmax > vmin, got vmin={vmin} vmax={vmax}")
-        out = (h - np.float32(vmin)) * np.float32(1.0 / (float(vmax) - float(vmin)))
+        out = (h - ft(vmin)) * ft(1.0 / (float(vmax) - float(vmin)))
     elif norm == "sigmoid":
         out = np.clip(h, -60.0, 60.0)
         np.negative(out, out=out)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from liveheat._common.text import _first_line
 from liveheat.errors import LiveheatError
+
+_TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
 # `liveheat.*` metadata keys that describe preprocessing; a model that states one states these
 _PREPROCESSING_KEYS = ("input_size", "mean", "std", "scale", "channel_order", "resize")
@@ -26,6 +29,12 @@ def _load_onnx(path: Path):
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as e:
+        if os.path.splitext(str(path))[1].lower() in _TORCH_SUFFIXES:
+            raise LiveheatError(
+                f"{str(path)!r} is a PyTorch checkpoint, not an ONNX model; export it first "
+                "(torch.onnx.export(model, example, 'model.onnx'); "
+                "scripts/export_efficientnet_lite0.py shows how liveheat's own model was made)"
+            ) from None
         raise LiveheatError(
             f"{str(path)!r} is not a readable ONNX model ({_first_line(e)}); "
             "the file may be truncated or another format: re-export or re-download it"
@@ -91,7 +100,7 @@ def _labels(md: dict, model: str = "the model", n_logits: int | None = None) -> 
 def _parse_labels(raw: str) -> list[str] | None:
     try:
         val = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # "[[[[...": json recurses once per bracket
         import ast
 
         try:

@@ -269,7 +269,9 @@ class Annotator:
         if snap.norm == "fixed":
             scale = (snap.vmin, snap.vmax)
             kw.update(vmin=snap.vmin, vmax=snap.vmax)
-        elif steady and heat is not None:
+        elif steady and heat is not None and scale[1] > scale[0]:
+            # (a map with no contrast at all, e.g. of a blank frame, has no range to hold:
+            # drawn by its own min-max, which leaves the frame as it is)
             kw.update(norm="fixed", vmin=scale[0], vmax=scale[1])
         if heat is None:
             drawn = image.copy()

@@ -46,6 +46,7 @@ def make_backbone(settings: Settings, *, live: bool = False) -> Any:
         (128, 128)
     """
     from liveheat.model.backbone import Backbone
+    from liveheat.model.devices import providers_for
 
     workers = 1 if live else default_workers()
     return Backbone(
@@ -54,6 +55,7 @@ def make_backbone(settings: Settings, *, live: bool = False) -> Any:
         threads=settings.threads or default_threads(workers),
         input_size=settings.input_size,
         spinning=False,
+        providers=providers_for(settings.device),
     )
 
 

@@ -45,6 +45,7 @@ from liveheat.settings.rules import (  # noqa: F401 - the vocabularies are impor
 
 #: the video codecs a file may be written with (outputs/codecs.py has their table)
 VIDEO_CODECS = ("h264", "hevc", "vp9", "av1", "mjpeg", "mpeg4")
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino", "coreml", "directml")
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -96,6 +97,7 @@ class Settings:
         method: how features become a map: cam, eigen, mean, max, norm or ``channel:K``.
         target: the class a CAM explains: ``"auto"``, ``"top1"``, a class index or name.
         input_size: the inference input side in pixels (a multiple of 32); None: the model's.
+        device: where the model runs: auto, cpu, cuda, tensorrt, openvino, coreml, directml.
         threads: onnxruntime threads; None: chosen from the cores.
         colormap: an OpenCV colormap name (jet, turbo, inferno, ...).
         alpha: the heatmap's opacity in [0, 1].
@@ -166,6 +168,12 @@ class Settings:
         step=32,
         note="e.g. 160, 224",
         metavar="PX",
+    )
+    device: str = _setting(
+        "auto",
+        "where the model runs (onnxruntime's execution providers; auto: CUDA, CoreML, DirectML "
+        "or OpenVINO when this onnxruntime has it, else the CPU)",
+        choices=DEVICES,
     )
     threads: int | None = _setting(
         None,
@@ -266,7 +274,13 @@ class Settings:
         metavar="[HOST:]PORT",
     )
     token: str | None = _setting(
-        None, "every request needs ?token= or a Bearer header", default_text="$LIVEHEAT_TOKEN"
+        None,
+        "every request needs ?token= or a Bearer header",
+        default_text="$LIVEHEAT_TOKEN",
+        # an empty token would turn authentication off without a word; a space would work in
+        # the query but not in an Authorization header
+        check=lambda v: bool(v) and v.isprintable() and not any(c.isspace() for c in v),
+        expected="a non-empty token without spaces",
     )
     jpeg_quality: int = _setting(80, "stream JPEG quality", range="[1, 100]", metavar="Q")
     max_clients: int = _setting(

@@ -8,6 +8,7 @@ import os
 import cv2
 import numpy as np
 
+from liveheat._common.imagefiles import imread_quietly
 from liveheat._common.images import as_bgr_u8
 from liveheat.errors import LiveheatError
 from liveheat.sources.base import (
@@ -46,13 +47,17 @@ class _ImageReader(_Reader):
         while self._i < len(self.files):
             path = self.files[self._i]
             self._i += 1
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None:
-                if path not in self.skipped:
-                    self.skipped.append(path)
-                log.warning("liveheat: skipping unreadable image '%s'", path)
-                continue
-            return as_bgr_u8(image)
+            # as `liveheat image` reads it (16-bit, float, BGRA by as_bgr_u8's one rule)
+            why = "not an image OpenCV can decode"
+            try:
+                image = imread_quietly(path, cv2.IMREAD_UNCHANGED)
+                if image is not None and image.size:
+                    return as_bgr_u8(image)
+            except (LiveheatError, ValueError) as e:
+                why = str(e).split(": ", 1)[-1] if isinstance(e, LiveheatError) else str(e)
+            if path not in self.skipped:
+                self.skipped.append(path)
+            log.warning("liveheat: skipping unreadable image '%s' (%s)", path, why)
         return None
 
     def read(self) -> np.ndarray | None:

@@ -279,6 +279,28 @@ class Source:
             pass
 
 
+def _check_regular(path: str) -> None:
+    """A file source must be a regular file: a FIFO, socket or other device would hang the
+    decoder (a FIFO with no writer blocks forever, deaf to Ctrl-C) or stream without end."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise LiveheatError(f"cannot open '{path}': {e.strerror}") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = (
+        "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+        else "a socket" if stat.S_ISSOCK(mode)
+        else "a device"
+    )  # fmt: skip
+    raise LiveheatError(
+        f"'{path}' is {kind}, not a video file; give a file, a folder of images, a camera "
+        "index (0) or /dev/videoN, or a stream URL"
+    )
+
+
 def open_source(
     spec: str | int | os.PathLike,
     *,
@@ -387,6 +409,7 @@ def open_source(
             f"no such file or folder: '{spec}'; expected a camera index (0), a video file, an "
             "image folder or glob ('frames/*.png'), or a stream URL (rtsp://, http://)"
         )
+    _check_regular(spec)
     if os.path.isfile(spec) and spec.lower().endswith(IMAGE_EXTENSIONS):
         reader = _ImageReader([spec], f"image '{spec}'", fps)
     else:

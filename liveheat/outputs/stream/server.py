@@ -310,7 +310,11 @@ def server_from_settings(settings: Any, *, stats: Callable[[], dict] | None = No
         >>> srv.close()
     """
     host, port = parse_serve(settings.serve)
-    token = settings.token or os.environ.get(TOKEN_ENV) or None
+    token = settings.token
+    if token is None and TOKEN_ENV in os.environ:  # set but empty is an error, never "no token"
+        from liveheat.settings.fields import validate
+
+        token = validate("token", os.environ[TOKEN_ENV], where=f"from ${TOKEN_ENV}")
     return StreamServer(
         host,
         port,
