@@ -202,3 +202,26 @@ def test_device_falls_back_to_the_cpu_in_one_line(tmp_path, grey):
     assert "--device auto  cpu (CPUExecutionProvider)" in r.stdout
     line = one_error_line(cli("run", grey, "--device", "gpu"))
     assert "device = 'gpu' from --device: expected one of auto, cpu, cuda" in line
+
+
+# ---- row 3: a stream that accepts and never answers ends cleanly, within --open-timeout
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_a_silent_stream_ends_cleanly_within_the_open_timeout(tmp_path, scheme):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # accepts (the kernel does) and never answers
+    port = server.getsockname()[1]
+    try:
+        t0 = time.monotonic()
+        r = cli("run", f"{scheme}://127.0.0.1:{port}/", "-o", tmp_path / "a.mp4", "--no-show",
+                "--open-timeout", "1", timeout=30)  # fmt: skip
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    line = one_error_line(r)  # exit 2, not SIGABRT's 134 ("terminate called ...")
+    assert "did not open within 1 s" in line and "terminate" not in r.stderr
+    assert took < 10 and not (tmp_path / "a.mp4").exists()
+    line = one_error_line(cli("run", "x.mp4", "--open-timeout", "0"))
+    assert "open_timeout = 0 from --open-timeout: expected a number in (0, 600]" in line

@@ -1,4 +1,4 @@
-"""Command line: `liveheat demo | run | image | layers | doctor`, one verb per job.
+"""Command line: `liveheat demo | run | batch | image | layers | doctor`, one verb per job.
 
 Every problem a user can act on prints one `liveheat: error: ...` line: a bad argument or file
 (found before the run) exits 2; a run that ends early (camera disconnected, truncated file)
@@ -12,85 +12,14 @@ import os
 import signal
 import sys
 
-from liveheat._common.imagefiles import check_image_output, read_image, read_map, write_image
+from liveheat.cli.parser import _Parser
 from liveheat.errors import LiveheatError
-from liveheat.settings.rules import check_fixed_scale
 
 EXIT_USAGE = 2  # a bad argument or file, found before the run
 EXIT_RUNTIME = 1  # the run ended early (camera gone, truncated file) or an internal error
 
 
-# flags of peer tools (yolo, timm, OpenCV samples) a user may type, and liveheat's word for them
-_PEER_FLAGS = {
-    "--imgsz": "--input-size", "--img-size": "--input-size", "--size": "--input-size",
-    "--weights": "--model", "--source": "SOURCE (the first argument)", "--save": "-o",
-    "--out": "-o", "--cmap": "--colormap", "--opacity": "--alpha", "--cam": "--method",
-}  # fmt: skip
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with liveheat's errors: one line, exit 2, and a hint for a mistyped flag or
-    command (did you mean ...?)."""
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
-
-    def error(self, message: str):  # argparse's own errors: one line, exit 2
-        raise LiveheatError(message + self._hint(message))
-
-    def _verbs(self) -> dict[str, argparse.ArgumentParser]:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                return dict(action.choices)
-        return {}
-
-    def _hint(self, message: str) -> str:
-        from liveheat._common.text import did_you_mean
-
-        verbs = self._verbs()
-        if message.startswith("argument COMMAND: invalid choice:"):
-            word = message.split("'")[1] if "'" in message else ""
-            return did_you_mean(word, verbs, before="; ")
-        if not message.startswith("unrecognized arguments:"):
-            return ""
-        argv = getattr(self, "_argv", [])
-        verb = next((a for a in argv if a in verbs), None)
-        parser = verbs.get(verb, self)
-        known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-        hints = []
-        for word in message.split(":", 1)[1].split():
-            flag = word.split("=", 1)[0]
-            if not flag.startswith("--"):
-                continue
-            if "--no-" + flag[2:] in known:
-                hints.append(f"{flag} is on by default (--no-{flag[2:]} turns it off)")
-            elif flag in _PEER_FLAGS:
-                hints.append(f"{flag} is {_PEER_FLAGS[flag]} here")
-            else:
-                close = did_you_mean(flag, known)
-                if close:
-                    hints.append(f"{flag}: {close}")
-        if not hints:
-            return f"; `liveheat {verb} --help` lists the flags" if verb else ""
-        return "; " + "; ".join(hints)
-
-
-# ---------------------------------------------------------------- image (overlay core)
-def _add_image(p) -> None:
-    p.add_argument("input", metavar="IN", help="image file (any OpenCV reads: grey, BGRA, 16-bit)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output image file")
-    p.add_argument("--heat", metavar="MAP", help=".npy, .npz (one array) or an image read as grey")
-    p.add_argument(
-        "--index", type=int, default=None, metavar="I",
-        help="with --heat MAPS.npz from --dump-maps: draw map I (default: the only one)",
-    )  # fmt: skip
-    # no preset or config to layer here: the flags hold the settings' own defaults
-    _add_drawing_flags(p, defaults=True)
-    _add_model_flags(p, defaults=True)  # used without --heat: the model makes the map
-    p.set_defaults(func=_cmd_image)
-
-
+# ---------------------------------------------------------------- drawing flags, image
 def _add_drawing_flags(p, *, defaults: bool = False) -> None:
     from liveheat.settings.flags import add_setting_flags
 
@@ -98,60 +27,10 @@ def _add_drawing_flags(p, *, defaults: bool = False) -> None:
     add_setting_flags(p, names, defaults=defaults)
 
 
-def _cmd_image(args) -> int:
-    import liveheat
+def _add_image(p) -> None:
+    from liveheat.cli.image import add_image
 
-    check_image_output(args.output, source=args.input)  # before any reading or model run
-    frame = read_image(args.input)
-    if args.heat:
-        heat = read_map(args.heat, index=args.index)
-    else:
-        heat = _image_heat_from_model(args, frame)
-    check_fixed_scale(args.norm, args.vmin, args.vmax)
-    kw = dict(
-        alpha=args.alpha,
-        colormap=args.colormap,
-        mode=args.mode,
-        norm=args.norm,
-        vmin=args.vmin,
-        vmax=args.vmax,
-        threshold=args.threshold,
-    )
-    try:
-        out = (
-            liveheat.panels(frame, heat, **kw)
-            if args.panels
-            else liveheat.overlay(frame, heat, **kw)
-        )
-    except ValueError as e:
-        raise LiveheatError(str(e)) from None
-    write_image(args.output, out)
-    print(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})")
-    return 0
-
-
-def _image_heat_from_model(args, frame):
-    """No --heat: run the model on the image, print its top-5 classes, return the heatmap."""
-    from liveheat.model.backbone import Backbone
-    from liveheat.model.devices import providers_for
-    from liveheat.model.heatmaps import heatmap
-
-    bb = Backbone(
-        args.model,
-        layer=args.layer,
-        threads=args.threads,
-        input_size=args.input_size,
-        providers=providers_for(args.device),
-    )
-    feats = bb(frame)
-    heat = heatmap(feats, method=args.method, target=args.target)
-    top = feats.top(5)
-    print(f"{bb.model_path.name}, layer {feats.layer}, method {args.method}:")
-    for rank, (idx, name, prob) in enumerate(top, 1):
-        print(f"  {rank}. {prob:6.1%}  {idx:4d}  {name}")
-    if not top:
-        print("  (the model has no class scores)")
-    return heat
+    add_image(p)
 
 
 # ---------------------------------------------------------------- layers (model)
@@ -189,7 +68,7 @@ def _add_run(p) -> None:
     add_setting_flags(p, ["output"])
     _add_file_flags(p, live=True)
     _add_view_flags(p)
-    add_setting_flags(p, ["every", "max_fps"])
+    add_setting_flags(p, ["every", "max_fps", "open_timeout"])
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
     add_setting_flags(p, ["dump_maps"])
     _add_edge_flags(p)
@@ -298,7 +177,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     # signals first: a Ctrl-C or SIGTERM while the source or an output opens ends the run
     # cleanly (no half-made file) instead of killing the process
     with _stop_on_signals() as stopper, contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_source(spec))
+        source = stack.enter_context(open_source(spec, open_timeout=settings.open_timeout))
         backbone = make_backbone(settings, live=source.live)
         size = preflight(settings, backbone, frame_size=tuple(source.size))
         outputs = list(extra_outputs)
@@ -502,6 +381,25 @@ _VERBS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; the exit status. Run as a program (`argv` None), a capture thread
+    still stuck in FFmpeg (a stream that accepted and never answered) must not be torn down
+    by the interpreter's exit: that aborts the process ("terminate called without an active
+    exception", status 134). The process then ends at once, with its status."""
+    code = _main(argv)
+    if argv is None and _stuck_open_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _stuck_open_threads() -> bool:
+    import threading
+
+    return any(t.name.startswith("liveheat-open-") and t.is_alive() for t in threading.enumerate())
+
+
+def _main(argv: list[str] | None) -> int:
     # FFmpeg's own log lines ("Connection refused", "overread") would break the one-line error
     # rule; set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 32) to see them again
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -205,7 +205,11 @@ def _annotate(
     max_frames: int | None = None,
 ) -> RunStats:
     with contextlib.ExitStack() as stack:
-        src = source if isinstance(source, Source) else stack.enter_context(open_source(source))
+        src = (
+            source
+            if isinstance(source, Source)
+            else stack.enter_context(open_source(source, open_timeout=settings.open_timeout))
+        )
         bb = backbone if backbone is not None else make_backbone(settings, live=src.live)
         size = preflight(settings, bb, frame_size=tuple(src.size))
         outs = list(outputs)

@@ -116,6 +116,7 @@ class Settings:
         every: infer on every Nth frame.
         max_fps: read at most this many frames a second; None: no limit.
         paused: hold the current frame.
+        open_timeout: seconds a camera or stream has to deliver its first frame.
         show: open a window when a display exists.
         output: a video file to write (.mp4 .mov .mkv .webm .avi); None: none.
         codec: the video codec of the file; None: by extension (h264, vp9, mjpeg).
@@ -230,6 +231,10 @@ class Settings:
     paused: bool = _setting(
         False, "hold the current frame (space key, stream page)", live=True, flag=None
     )
+    open_timeout: float = _setting(
+        3.0, "seconds a camera or stream has to deliver its first frame", range="(0, 600]",
+        metavar="SECONDS",
+    )  # fmt: skip
     # outputs
     show: bool = _setting(True, "no window, even with a display", flag="--no-show")
     output: str | None = _setting(
