@@ -6,6 +6,7 @@ the files left behind. `scripts/check_faults.py` replays the same rows and print
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -225,3 +226,78 @@ def test_a_silent_stream_ends_cleanly_within_the_open_timeout(tmp_path, scheme):
     assert took < 10 and not (tmp_path / "a.mp4").exists()
     line = one_error_line(cli("run", "x.mp4", "--open-timeout", "0"))
     assert "open_timeout = 0 from --open-timeout: expected a number in (0, 600]" in line
+
+
+# ---- row 1: a corrupt JPEG in an MJPEG stream is one skipped frame, not a lost stream
+@pytest.mark.parametrize("damage", ["garbage", "short"])
+def test_corrupt_parts_of_an_mjpeg_stream_are_skipped_and_counted(tmp_path, damage):
+    from tests.helpers.mjpeg_server import MjpegServer
+
+    with MjpegServer(liveheat.bundled_clip(), fps=15, limit=45, loop=True) as srv:
+        for i in range(5, 45, 10):  # one part in ten: garbage after the JPEG marker, or cut
+            good = srv.jpegs[i]
+            srv.jpegs[i] = (
+                good[:2] + bytes(range(256)) * 8 if damage == "garbage" else good[: len(good) // 3]
+            )
+        r = cli("run", srv.url, "-o", tmp_path / "l.mp4", "--no-show", "--input-size", "64",
+                "--max-frames", "36", timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "reconnecting" not in r.stderr and "lost" not in r.stderr, r.stderr
+    assert re.search(r"\d+ frames in, 36 out", r.stdout), r.stdout
+    if damage == "garbage":  # (a JPEG cut short still decodes: its frame is kept)
+        m = re.search(r"skipped (\d+) damaged frames of '(http[^']+)'", r.stdout)
+        assert m and 3 <= int(m.group(1)) <= 6, r.stdout  # one part in ten of the ~40 read
+
+
+# ---- row 2: a flood of idle sockets before authentication does not shut out a real request
+def test_a_request_with_the_token_is_answered_during_a_flood_of_idle_sockets():
+    import json
+    import socket
+    import threading
+    import urllib.request
+
+    from liveheat.outputs.stream.server import StreamServer
+
+    stop = threading.Event()
+    with StreamServer(token="s3cret") as srv:
+        host, port = srv.host, srv.port
+        socks = []
+        for _ in range(60):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /stats HTTP/1.0\r\n")
+            socks.append(s)
+
+        def dribble() -> None:  # one byte a second on every socket, as the outside test did
+            while not stop.wait(1.0):
+                for s in socks:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=dribble, daemon=True)
+        t.start()
+        try:
+            time.sleep(0.5)
+            answered = []
+            for _ in range(3):  # and again while the flood goes on
+                t0 = time.monotonic()
+                url = f"{srv.url}stats?token=s3cret"
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    body = json.loads(resp.read())
+                answered.append((resp.status, time.monotonic() - t0, "clients" in body))
+                time.sleep(0.3)
+            denied = urllib.request.Request(f"{srv.url}stats")
+            try:
+                urllib.request.urlopen(denied, timeout=5)
+                status = 200
+            except urllib.error.HTTPError as e:
+                status = e.code
+        finally:
+            stop.set()
+            t.join(timeout=5)
+            for s in socks:
+                s.close()
+    assert [a[0] for a in answered] == [200, 200, 200] and all(a[2] for a in answered)
+    assert max(a[1] for a in answered) < 2.0, answered
+    assert status == 401  # the flood did not open the door either

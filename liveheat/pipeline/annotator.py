@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,8 +210,11 @@ class Annotator:
             changed = {} if good is None else _changed(snap, good)
             if not changed:
                 raise
-            note = self._undo(changed, good, e)
-            snap = dataclasses.replace(snap, **{k: getattr(good, k) for k in changed})
+            bad = _culprits(
+                changed, good, lambda s: self._draw(image, features, index, s, perf, previous)
+            )
+            note = self._undo(bad, good, e)
+            snap = dataclasses.replace(snap, **{k: getattr(good, k) for k in bad})
             ann = dataclasses.replace(
                 self._draw(image, features, index, snap, perf, previous), note=note
             )
@@ -340,3 +344,26 @@ class Annotator:
         if cache:
             self._c_class = (key, features, text)
         return text
+
+
+def _culprits(changed: dict, good: Settings, draw: Callable[[Settings], Any]) -> dict:
+    """Of several live changes that came together, the ones that cannot be drawn: each is
+    tried alone on the last good settings (`draw` raises for a bad one), so a bad one
+    (channel:99999) does not take a good one (alpha 0.7) posted in the same moment with it."""
+    if len(changed) < 2:
+        return changed
+    bad = {}
+    for k, v in changed.items():
+        try:
+            draw(dataclasses.replace(good, **{k: v}))
+        except (LiveheatError, ValueError):
+            bad[k] = v
+    rest = {k: v for k, v in changed.items() if k not in bad}
+    if not bad:
+        return changed  # only their combination fails: undo them all
+    if rest:
+        try:
+            draw(dataclasses.replace(good, **rest))
+        except (LiveheatError, ValueError):
+            return changed
+    return bad

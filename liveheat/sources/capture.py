@@ -21,6 +21,11 @@ from liveheat.sources.base import (
     log,
 )
 
+# a stream whose reads fail this many times in a row, or for this long, is lost (reconnect);
+# fewer are damaged frames, skipped and counted
+BAD_RUN = 25
+BAD_RUN_S = 2.0
+
 
 class _CaptureReader(_Reader):
     """A camera (index or /dev/video*) or a stream URL; URLs reconnect with back-off."""
@@ -51,6 +56,9 @@ class _CaptureReader(_Reader):
         self._outage_reconnects = 0
         self._delay = 0.0
         self._connected_at = time.monotonic()
+        self._bad_since: float | None = None  # the first failed read of a run of them
+        self._bad_run = 0
+        self.skipped_frames = 0  # damaged stream frames skipped (the stream kept going)
         cap, first = _call_with_timeout(self._connect, self.open_timeout, self._drop, name)
         if cap is None:
             raise LiveheatError(self._open_failure())
@@ -123,7 +131,9 @@ class _CaptureReader(_Reader):
                 except cv2.error:
                     ok, image = False, None
             if ok and image is not None:
-                self._lost_since = None
+                if self._bad_since is not None:  # reads recovered: those were damaged frames
+                    self.skipped_frames += self._bad_run
+                self._lost_since = self._bad_since = None
                 if (
                     self._outage_since is not None
                     and time.monotonic() - self._connected_at >= HEALTHY_S
@@ -134,11 +144,28 @@ class _CaptureReader(_Reader):
                 return None
             if self.kind == "camera":
                 return self._camera_hiccup()
+            if self._bad_frame(cap):
+                continue  # one damaged frame (a corrupt JPEG, a wrong length): skipped, counted
             image = self._reconnect()
             if image is not None:
                 return image
             return None
         return None
+
+    def _bad_frame(self, cap: cv2.VideoCapture | None) -> bool:
+        """A stream read failed on an open capture: a damaged frame when reads recover within
+        BAD_RUN reads and BAD_RUN_S seconds (counted in `skipped_frames` once a good frame
+        follows); False when they keep failing: the stream is lost (reconnect)."""
+        now = time.monotonic()
+        if cap is None or not cap.isOpened():
+            return False
+        if self._bad_since is None:
+            self._bad_since, self._bad_run = now, 0
+        self._bad_run += 1
+        if self._bad_run > BAD_RUN or now - self._bad_since > BAD_RUN_S:
+            self._bad_since = None  # not damaged frames: the stream is gone
+            return False
+        return True
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """One size per source: a stream back at another resolution is resized to the first."""

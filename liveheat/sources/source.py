@@ -108,7 +108,8 @@ class Source:
     def note(self) -> str | None:
         """One line for a run that went on past damaged frames (`skipped_frames`), else None."""
         n = self.skipped_frames
-        return f"skipped {n} damaged frame{'s' * (n != 1)} of '{self.name}'" if n else None
+        shown = self.name if self.name.startswith("'") else f"'{self.name}'"
+        return f"skipped {n} damaged frame{'s' * (n != 1)} of {shown}" if n else None
 
     @property
     def reconnects(self) -> int:

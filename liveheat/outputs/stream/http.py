@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 BOUNDARY = "liveheatframe"
 _MAX_BODY = 16 * 1024
 _SPARE_CONNECTIONS = 32  # short requests (page, stats, snapshot) beyond the viewers
+_PENDING_PER_ADDRESS = 8  # connections of one address whose request is still arriving
+_PENDING_TOTAL = 32  # the same, all addresses together
 _KEEPALIVE_S = 1.0  # no new frame for this long: resend the last one (finds viewers who left)
 
 
@@ -60,9 +62,30 @@ class _HTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(host), int(port)
 
     def process_request(self, request, client_address):  # track threads so close() can join them
-        with self.owner._reg_lock:
-            crowded = len(self.owner._threads) >= self.owner.max_clients + _SPARE_CONNECTIONS
-        if crowded:  # idle or half-open connections must not grow threads without bound
+        owner = self.owner
+        addr = client_address[0] if client_address else ""
+        with owner._reg_lock:
+            # connections whose request has not arrived whole (before any authentication):
+            # at most PENDING_PER_ADDRESS from one address and PENDING_TOTAL in all; past
+            # that the oldest such one is closed for the new one. A flood of idle or
+            # dribbling sockets then only pushes out its own kind: a whole request (a real
+            # client) leaves this list within milliseconds and is answered.
+            pending = owner._pending
+            same = [r for r, a in pending.items() if a == addr]
+            victims = same[: max(0, len(same) + 1 - _PENDING_PER_ADDRESS)]
+            if len(pending) - len(victims) + 1 > _PENDING_TOTAL:
+                victims += [r for r in pending if r not in victims][:1]
+            crowded = len(owner._threads) - len(victims) >= owner.max_clients + _SPARE_CONNECTIONS
+            if crowded and pending:
+                victims += [r for r in pending if r not in victims][:1]
+                crowded = False
+            for r in victims:
+                pending.pop(r, None)
+            if not crowded:
+                pending[request] = addr
+        for r in victims:
+            _cut(r)
+        if crowded:  # every slot holds a whole request being served: no room, no thread
             self.shutdown_request(request)
             return
         t = threading.Thread(
@@ -83,8 +106,17 @@ class _HTTPServer(ThreadingHTTPServer):
             with self.owner._reg_lock:
                 self.owner._threads.discard(threading.current_thread())
                 self.owner._conns.discard(request)
+                self.owner._pending.pop(request, None)
 
     def handle_error(self, request, client_address):  # a client hanging up is not an error
+        pass
+
+
+def _cut(conn: socket.socket) -> None:
+    """Close a connection from another thread: its handler's read fails and it ends."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
         pass
 
 
@@ -137,6 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             self._read_done = True
         self._read_timer.cancel()
+        owner = self.server.owner
+        with owner._reg_lock:
+            owner._pending.pop(self.request, None)  # no longer evictable: it is being answered
         return True
 
     def parse_request(self) -> bool:

@@ -84,7 +84,7 @@ class StreamServer(OutputBase):
         stats: Callable[[], dict] | None = None,
         settings: Any = None,
         send_timeout: float = 5.0,
-        head_timeout: float = 10.0,
+        head_timeout: float = 5.0,
     ) -> None:
         jpeg_quality = validate("jpeg_quality", jpeg_quality)  # the settings' own rules
         max_clients = validate("max_clients", max_clients)  # each viewer holds a thread
@@ -107,6 +107,7 @@ class StreamServer(OutputBase):
         self._enc_lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._jpeg_seq = -1
+        self._pending: dict = {}  # connection -> address, while its request arrives
         self._clients = 0
         self._closing = False
         self._closed = False
