@@ -301,3 +301,20 @@ def test_a_request_with_the_token_is_answered_during_a_flood_of_idle_sockets():
     assert [a[0] for a in answered] == [200, 200, 200] and all(a[2] for a in answered)
     assert max(a[1] for a in answered) < 2.0, answered
     assert status == 401  # the flood did not open the door either
+
+
+# ---- row 9: a bad live change is undone alone, a good one posted with it stays
+def test_a_bad_live_change_does_not_undo_a_good_one_that_came_with_it():
+    s = liveheat.Settings(input_size=64, hud=False)
+    ann = liveheat.Annotator(s)
+    with liveheat.open_source(liveheat.bundled_clip()) as src:
+        frames = [f for _, f in zip(range(3), src, strict=False)]
+    ann.annotate(frames[0])
+    s.update(method="channel:99999", alpha=0.7)  # between two frames, as two POSTs would be
+    a = ann.annotate(frames[1])
+    assert a.note and "method='channel:99999'" in a.note and "alpha" not in a.note
+    assert (s.method, s.alpha) == ("cam", 0.7)
+    a2 = ann.annotate(frames[2])  # drawn at the new alpha, with the old method's map
+    lo, hi = a2.scale
+    drawn = liveheat.overlay(frames[2].image, a2.heat, alpha=0.7, norm="fixed", vmin=lo, vmax=hi)
+    assert a2.key[0] == "cam" and np.array_equal(a2.image, drawn)

@@ -483,3 +483,32 @@ def test_camera_that_disconnects_ends_with_an_error():
     src._thread.join(5)
     assert not src._thread.is_alive()
     src.close()
+
+
+def test_camera_requests_are_applied_and_what_is_granted_is_said_once(caplog):
+    # no camera here: a real video file opened by the camera reader stands in for one (OpenCV
+    # takes the requests and grants none of them, as a camera without those modes would)
+    import logging
+
+    from liveheat.sources.capture import _CaptureReader, granted
+
+    want = {"size": (640, 480), "fps": 60.0, "fourcc": "MJPG", "backend": "any"}
+    with caplog.at_level(logging.WARNING, logger="liveheat.sources"):
+        reader = _CaptureReader(
+            str(CLIP), kind="camera", name="camera 'stand-in'", open_timeout=10,
+            reconnect_timeout=1, read_timeout=1, fps=None, camera=want,
+        )  # fmt: skip
+        frames = [reader.read() for _ in range(3)]
+    try:
+        assert all(f is not None and f.shape == (720, 1280, 3) for f in frames)
+        lines = [r.getMessage() for r in caplog.records]
+        fourcc = granted(reader._cap, {"fourcc": "MJPG"}, (1280, 720)).split(" (")[0]
+        assert fourcc == "h264"  # the stand-in's own format, read back
+        assert lines == [
+            "liveheat: camera 'stand-in' gives 1280x720, 25 fps, h264 (asked 640x480, 60 fps, MJPG)"
+        ], lines
+        # granted in full: nothing to say
+        assert granted(reader._cap, {"size": (1280, 720), "fps": 25.0}, (1280, 720)) is None
+        assert granted(reader._cap, {}, (1280, 720)) is None
+    finally:
+        reader.close()

@@ -69,6 +69,8 @@ def _add_run(p) -> None:
     _add_file_flags(p, live=True)
     _add_view_flags(p)
     add_setting_flags(p, ["every", "max_fps", "open_timeout"])
+    g = p.add_argument_group("camera (asked through OpenCV; what it grants instead is said)")
+    add_setting_flags(g, ["cam_size", "cam_fps", "cam_fourcc", "cam_backend"])
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N")
     add_setting_flags(p, ["dump_maps"])
     _add_edge_flags(p)
@@ -157,7 +159,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     from liveheat.outputs.video import VideoSink
     from liveheat.pipeline.preflight import make_backbone, preflight
     from liveheat.pipeline.runner import Runner
-    from liveheat.pipeline.video import outputs_from_settings
+    from liveheat.pipeline.video import outputs_from_settings, source_options
     from liveheat.sources.source import open_source
 
     _check_paths(spec, settings)
@@ -177,7 +179,7 @@ def _run_video(spec, settings, *, max_frames=None, extra_outputs=()) -> int:
     # signals first: a Ctrl-C or SIGTERM while the source or an output opens ends the run
     # cleanly (no half-made file) instead of killing the process
     with _stop_on_signals() as stopper, contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_source(spec, open_timeout=settings.open_timeout))
+        source = stack.enter_context(open_source(spec, **source_options(settings)))
         backbone = make_backbone(settings, live=source.live)
         size = preflight(settings, backbone, frame_size=tuple(source.size))
         outputs = list(extra_outputs)
@@ -403,6 +405,8 @@ def _main(argv: list[str] | None) -> int:
     # FFmpeg's own log lines ("Connection refused", "overread") would break the one-line error
     # rule; set OPENCV_FFMPEG_LOGLEVEL yourself (e.g. 32) to see them again
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if not os.environ.get("LIVEHEAT_DEBUG"):  # OpenCV's own "[ WARN:0@...]" lines likewise
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     from liveheat._common.blas import claim_process
 
     claim_process()  # this process is liveheat's: one BLAS thread (see liveheat/_common/blas.py)

@@ -92,6 +92,25 @@ def outputs_from_settings(
     return outputs
 
 
+def source_options(settings: Settings) -> dict[str, Any]:
+    """`open_source`'s keywords from the settings: the open timeout and what to ask a camera
+    for (`--cam-size`, `--cam-fps`, `--cam-fourcc`, `--cam-backend`).
+
+    Examples:
+        >>> source_options(Settings(cam_size="640x480"))["camera"]["size"]
+        (640, 480)
+    """
+    from liveheat.settings.fields import _wxh
+
+    camera = {
+        "size": _wxh(settings.cam_size) if settings.cam_size else None,
+        "fps": settings.cam_fps,
+        "fourcc": settings.cam_fourcc,
+        "backend": settings.cam_backend,
+    }
+    return {"open_timeout": settings.open_timeout, "camera": camera}
+
+
 def audio_of(source: Any, *, live: bool = False) -> AudioInfo | None:
     """The sound of `source` for a video file (`Source.audio`), or None: no sound, or a
     live source, whose frames are placed by wall-clock time (said in one line)."""
@@ -208,7 +227,7 @@ def _annotate(
         src = (
             source
             if isinstance(source, Source)
-            else stack.enter_context(open_source(source, open_timeout=settings.open_timeout))
+            else stack.enter_context(open_source(source, **source_options(settings)))
         )
         bb = backbone if backbone is not None else make_backbone(settings, live=src.live)
         size = preflight(settings, bb, frame_size=tuple(src.size))

@@ -40,33 +40,21 @@ from liveheat.settings.rules import (  # noqa: F401 - the vocabularies are impor
     _split_serve,
     colormap_names,
     hud_parts,
+    parse_duration,
     parse_serve,
 )
 
 #: the video codecs a file may be written with (outputs/codecs.py has their table)
 VIDEO_CODECS = ("h264", "hevc", "vp9", "av1", "mjpeg", "mpeg4")
 DEVICES = ("auto", "cpu", "cuda", "tensorrt", "openvino", "coreml", "directml")
+#: OpenCV capture backends a camera may be opened with (any: OpenCV picks)
+CAMERA_BACKENDS = ("any", "v4l2", "gstreamer", "dshow", "msmf", "avfoundation")
 
 
-def parse_duration(text: str | float | None) -> float | None:
-    """A duration as seconds: `30s`, `10m`, `1h`, `1h30m`, `90` (seconds); None when it is not
-    one, or shorter than 1 s.
-
-    Examples:
-        >>> parse_duration("10m"), parse_duration("1h30m"), parse_duration("90")
-        (600.0, 5400.0, 90.0)
-        >>> parse_duration("soon") is None, parse_duration("0s") is None
-        (True, True)
-    """
-    if text is None or isinstance(text, bool):
-        return None
-    words = str(text).strip().lower().replace(" ", "")
-    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", words)
-    if not words or m is None or not any(m.groups()):
-        return None
-    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
-    seconds = 3600 * h + 60 * mins + secs
-    return seconds if 1 <= seconds < 10**9 else None
+def _wxh(text: str) -> tuple[int, int] | None:
+    """'1280x720' -> (1280, 720); None when it is not a size."""
+    m = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", str(text))
+    return (int(m.group(1)), int(m.group(2))) if m and all(int(g) > 0 for g in m.groups()) else None
 
 
 def _setting(default: Any, help: str, **rule: Any) -> Any:
@@ -116,6 +104,8 @@ class Settings:
         every: infer on every Nth frame.
         max_fps: read at most this many frames a second; None: no limit.
         paused: hold the current frame.
+        cam_size, cam_fps, cam_fourcc, cam_backend: what to ask a camera for (size "WxH",
+            rate, pixel format) and the OpenCV backend to open it with; None: its own.
         open_timeout: seconds a camera or stream has to deliver its first frame.
         show: open a window when a display exists.
         output: a video file to write (.mp4 .mov .mkv .webm .avi); None: none.
@@ -230,6 +220,22 @@ class Settings:
     )
     paused: bool = _setting(
         False, "hold the current frame (space key, stream page)", live=True, flag=None
+    )
+    cam_size: str | None = _setting(
+        None, "ask the camera for this frame size", check=lambda v: _wxh(v) is not None,
+        expected="WIDTHxHEIGHT, e.g. 1280x720", metavar="WxH", default_text="the camera's",
+    )  # fmt: skip
+    cam_fps: float | None = _setting(
+        None, "ask the camera for this frame rate", range="(0, 1000]", metavar="N",
+        default_text="the camera's",
+    )  # fmt: skip
+    cam_fourcc: str | None = _setting(
+        None, "ask the camera for this pixel format (MJPG, YUYV, H264)",
+        check=lambda v: len(v) == 4 and v.isascii() and v.isprintable(), expected="4 characters",
+        metavar="CODE", default_text="the camera's",
+    )  # fmt: skip
+    cam_backend: str = _setting(
+        "any", "OpenCV's capture backend for a camera", choices=CAMERA_BACKENDS
     )
     open_timeout: float = _setting(
         3.0, "seconds a camera or stream has to deliver its first frame", range="(0, 600]",

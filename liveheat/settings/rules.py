@@ -250,3 +250,24 @@ def check_fixed_scale(norm: str, vmin: float | None, vmax: float | None) -> None
         )
     if not vmin < vmax:
         raise SettingError(f"--norm fixed needs vmin < vmax, got vmin={vmin} vmax={vmax}")
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """A duration as seconds: `30s`, `10m`, `1h`, `1h30m`, `90` (seconds); None when it is not
+    one, or shorter than 1 s.
+
+    Examples:
+        >>> parse_duration("10m"), parse_duration("1h30m"), parse_duration("90")
+        (600.0, 5400.0, 90.0)
+        >>> parse_duration("soon") is None, parse_duration("0s") is None
+        (True, True)
+    """
+    if text is None or isinstance(text, bool):
+        return None
+    words = str(text).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", words)
+    if not words or m is None or not any(m.groups()):
+        return None
+    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+    seconds = 3600 * h + 60 * mins + secs
+    return seconds if 1 <= seconds < 10**9 else None

@@ -27,6 +27,54 @@ BAD_RUN = 25
 BAD_RUN_S = 2.0
 
 
+_BACKENDS = {
+    "any": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "gstreamer": cv2.CAP_GSTREAMER,
+    "dshow": cv2.CAP_DSHOW, "msmf": cv2.CAP_MSMF, "avfoundation": cv2.CAP_AVFOUNDATION,
+}  # fmt: skip
+
+
+def _ask(cap: cv2.VideoCapture, want: dict) -> None:
+    """Ask an opened camera for a pixel format, size and rate (the format first: with V4L2
+    it decides which sizes and rates exist). Whatever it grants is read back later."""
+    if want.get("fourcc"):
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*want["fourcc"]))
+    if want.get("size"):
+        cap.set(cv2.CAP_PROP_FRAME_WIDTH, want["size"][0])
+        cap.set(cv2.CAP_PROP_FRAME_HEIGHT, want["size"][1])
+    if want.get("fps"):
+        cap.set(cv2.CAP_PROP_FPS, float(want["fps"]))
+
+
+def _fourcc_text(value: float) -> str:
+    code = int(value)
+    text = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4))
+    return text if code and text.isprintable() else "?"
+
+
+def granted(cap: cv2.VideoCapture, want: dict, size: tuple[int, int]) -> str | None:
+    """What the camera gave where it differs from what was asked ("1280x720, 30 fps, YUYV
+    (asked 640x480, 60 fps, MJPG)"), or None when it gave all (or nothing was asked)."""
+    got, asked = [], []
+    if want.get("size") and tuple(want["size"]) != tuple(size):
+        got.append(f"{size[0]}x{size[1]}")
+        asked.append(f"{want['size'][0]}x{want['size'][1]}")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if want.get("fps") and abs(fps - float(want["fps"])) > 0.01 * float(want["fps"]):
+        got.append(f"{fps:g} fps" if fps > 0 else "an unknown rate")
+        asked.append(f"{float(want['fps']):g} fps")
+    fourcc = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
+    if want.get("fourcc") and fourcc.upper() != want["fourcc"].upper():
+        got.append(fourcc)
+        asked.append(want["fourcc"])
+    return f"{', '.join(got)} (asked {', '.join(asked)})" if got else None
+
+
+def _say_granted(cap: cv2.VideoCapture, want: dict, size: tuple[int, int], name: str) -> None:
+    text = granted(cap, want, size)
+    if text:
+        log.warning("liveheat: %s gives %s", name, text)
+
+
 class _CaptureReader(_Reader):
     """A camera (index or /dev/video*) or a stream URL; URLs reconnect with back-off."""
 
@@ -40,8 +88,10 @@ class _CaptureReader(_Reader):
         reconnect_timeout: float,
         read_timeout: float,
         fps: float | None,
+        camera: dict | None = None,
     ) -> None:
         self.kind = kind
+        self.camera = dict(camera or {})  # what to ask a camera for: size, fps, fourcc, backend
         self.name = name
         self.target = target
         self.open_timeout = float(open_timeout)
@@ -65,6 +115,8 @@ class _CaptureReader(_Reader):
         self._cap: cv2.VideoCapture | None = cap
         self._first: np.ndarray | None = first
         self.size = (first.shape[1], first.shape[0])
+        if kind == "camera":
+            _say_granted(cap, self.camera, self.size, name)
         reported = exact_fps(cap.get(cv2.CAP_PROP_FPS))
         if kind == "stream" and str(target).lower().startswith("http"):
             reported = None  # MJPEG over HTTP carries no rate; FFmpeg's 25 is made up
@@ -101,7 +153,8 @@ class _CaptureReader(_Reader):
             if self.kind == "stream":
                 cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
             else:
-                cap = cv2.VideoCapture(self.target)
+                backend = self.camera.get("backend") or "any"
+                cap = cv2.VideoCapture(self.target, _BACKENDS.get(backend, cv2.CAP_ANY))
         except cv2.error as e:  # OpenCV rejects the argument itself (bad index or address)
             raise LiveheatError(
                 f"cannot open {self.name}: OpenCV refused it ({_cv_reason(e)})"
@@ -110,6 +163,8 @@ class _CaptureReader(_Reader):
             if not cap.isOpened():
                 _release(cap)
                 return None, None
+            if self.kind == "camera":
+                _ask(cap, self.camera)
             ok, image = cap.read()
         except cv2.error:
             ok, image = False, None

@@ -311,6 +311,7 @@ def open_source(
     fps: float | None = None,
     reconnect_timeout: float = 30.0,
     read_timeout: float = 5.0,
+    camera: dict | None = None,
 ) -> Source:
     """Open a camera index (0 / "0" / "/dev/video0"), video file, image folder or glob, or a
     stream URL (rtsp://, http(s):// MJPEG) as a `Source`.
@@ -337,6 +338,8 @@ def open_source(
         fps: the rate of an image sequence (default 25), or one overriding a file's.
         reconnect_timeout: seconds a broken stream is retried from its first loss.
         read_timeout: seconds a stream read may stall before it counts as broken.
+        camera: what to ask a camera for: ``size`` (w, h), ``fps``, ``fourcc`` ("MJPG"),
+            ``backend`` ("v4l2", ...); what it grants instead is said in one line.
 
     Returns:
         The open `Source` (its first frame already read, so `size` is known).
@@ -379,7 +382,9 @@ def open_source(
                 f"camera index {index} is out of range; expected a number from 0 to "
                 f"{MAX_CAMERA_INDEX - 1} (usually 0 or 1), a path or a URL"
             )
-        reader: _Reader = _CaptureReader(index, kind="camera", name=f"camera {index}", **common)
+        reader: _Reader = _CaptureReader(
+            index, kind="camera", name=f"camera {index}", camera=camera, **common
+        )
         return Source(reader, live=True if live is None else live)
     spec = os.fspath(spec)
     if not spec.strip():
@@ -398,7 +403,9 @@ def open_source(
     if spec.startswith("/dev/video"):
         if not os.path.exists(spec):
             raise LiveheatError(f"no camera device '{spec}'; try a camera index such as 0")
-        reader = _CaptureReader(spec, kind="camera", name=f"camera '{spec}'", **common)
+        reader = _CaptureReader(
+            spec, kind="camera", name=f"camera '{spec}'", camera=camera, **common
+        )
         return Source(reader, live=True if live is None else live)
     images = _image_files(spec)
     if images is not None:
