@@ -318,3 +318,26 @@ def test_a_bad_live_change_does_not_undo_a_good_one_that_came_with_it():
     lo, hi = a2.scale
     drawn = liveheat.overlay(frames[2].image, a2.heat, alpha=0.7, norm="fixed", vmin=lo, vmax=hi)
     assert a2.key[0] == "cam" and np.array_equal(a2.image, drawn)
+
+
+# ---- shell completion (argcomplete): verbs, flags, closed vocabularies
+@pytest.mark.parametrize(
+    "line, want",
+    [
+        ("liveheat ba", {"batch"}),
+        ("liveheat run clip.mp4 --dev", {"--device"}),
+        ("liveheat run clip.mp4 --device c", {"cpu", "cuda", "coreml"}),
+        ("liveheat run clip.mp4 --colormap inf", {"inferno"}),
+    ],
+)
+def test_the_shell_completes_verbs_flags_and_choices(tmp_path, line, want):
+    out = tmp_path / "completions"
+    env = dict(
+        os.environ, _ARGCOMPLETE="1", _ARGCOMPLETE_IFS="\n", COMP_LINE=line,
+        COMP_POINT=str(len(line)), _ARGCOMPLETE_STDOUT_FILENAME=str(out),
+    )  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "liveheat"], env=env, capture_output=True,
+                       text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = {w.strip() for w in out.read_text().split("\n") if w.strip()}
+    assert want <= got, got

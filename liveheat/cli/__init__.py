@@ -411,6 +411,10 @@ def _main(argv: list[str] | None) -> int:
 
     claim_process()  # this process is liveheat's: one BLAS thread (see liveheat/_common/blas.py)
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (README: shell completion)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # prints them and exits
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):

@@ -300,8 +300,8 @@ def annotate_batch(
         inputs: files, folders, globs and ``@list.txt`` files (see `collect`).
         outdir: the output folder (made if missing). On a Ray cluster, a path every node
             shares.
-        settings: the `Settings` for every file (model, drawing, video; `dump_maps` true
-            writes ``OUTPUT.maps.npz`` beside each output).
+        settings: the `Settings` for every file (model, drawing, video; `dump_maps` set to
+            any text, e.g. "yes", writes ``OUTPUT.maps.npz`` beside each output).
         ray: None or False: a pool of processes here. True or "local": a local Ray;
             "auto": the cluster in RAY_ADDRESS; "ray://HOST:10001": that cluster.
         workers: processes of the local pool (default: the usable cores, at most one per

@@ -8,6 +8,7 @@ otherwise, so a preset or a config file's value stays unless the flag is typed.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -106,7 +107,14 @@ def add_setting_flags(
         kw["help"] = _help(spec, shown)
         kw.update(extra)
         flags = (spec.short, flag) if spec.short else (flag,)
-        parser.add_argument(*flags, **kw)
+        action = parser.add_argument(*flags, **kw)
+        if spec.choices is not None and "choices" not in kw:  # colormaps, methods: words the
+            # shell completes (argcomplete) though the flag also takes other spellings
+            action.completer = functools.partial(_complete, spec)  # type: ignore[attr-defined]
+
+
+def _complete(spec: Spec, **_: Any) -> list[str]:
+    return list(spec.choice_list())
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
