@@ -119,6 +119,23 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _run_browser(cmd: list[str], timeout: float = 90) -> tuple[str, str, int]:
+    """Run Chromium in its own process group; on a timeout the whole group is killed (a
+    renderer left behind would hold the pipes open, and the test would wait for ever)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out, err = "", "chromium did not end after SIGKILL"
+    return out, err, proc.returncode if proc.returncode is not None else -9
+
+
 def browser_report(folder: Path, name: str) -> dict:
     """What headless Chromium says of <video src=name>, served over HTTP from `folder`."""
     (folder / "page.html").write_text(PAGE)
@@ -135,12 +152,12 @@ def browser_report(folder: Path, name: str) -> dict:
             f"--user-data-dir={folder / ('profile-' + name)}", "--virtual-time-budget=5000",
             "--dump-dom", url,
         ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+        stdout, stderr, code = _run_browser(cmd)
     finally:
         httpd.shutdown()
         httpd.server_close()
-    m = re.search(r'<pre id="report">([^<]*)</pre>', proc.stdout)
-    assert m, (proc.returncode, proc.stderr[-2000:])
+    m = re.search(r'<pre id="report">([^<]*)</pre>', stdout)
+    assert m, (code, stderr[-2000:])
     return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
