@@ -119,12 +119,24 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _ordinary_scheduling() -> None:
+    """In the child: the normal scheduler. A test runner started at a real-time priority
+    (seen here: SCHED_FIFO 99) hands it to its children, and Chromium's busy threads at that
+    priority starve the machine, its own exit on SIGKILL included."""
+    if hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        except OSError:
+            pass
+
+
 def _run_browser(cmd: list[str], timeout: float = 90) -> tuple[str, str, int]:
     """Run Chromium in its own process group; on a timeout the whole group is killed (a
     renderer left behind would hold the pipes open, and the test would wait for ever)."""
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_ordinary_scheduling,
+    )  # fmt: skip
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
