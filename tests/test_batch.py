@@ -6,6 +6,7 @@ a corrupt file, images of different sizes, the local pool of processes, and a re
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -256,3 +257,14 @@ def test_ctrl_c_keeps_what_is_done_and_a_rerun_completes_the_set(tmp_path):
     for i in range(6):
         assert frame_count(out / f"clip{i}.mp4") == 30
     assert read_manifest(out / MANIFEST).keys() == {f"clip{i}.mp4" for i in range(6)}
+
+
+def test_one_bar_for_the_batch_with_files_frames_and_rate(archive, tmp_path, capsys):
+    rep = liveheat.annotate_batch(
+        [archive / "clips" / "a.mp4", archive / "images"], tmp_path / "o",
+        settings=liveheat.Settings(**SETTINGS), workers=1, progress=True,
+    )  # fmt: skip
+    assert (rep.ok, rep.failed) == (4, 0) and rep.frames == 15
+    err = capsys.readouterr().err
+    # tqdm's last refresh: files done of all, frames done of the estimate, the rate
+    assert re.search(r"4/4 files: 100%\|.*\| 15/15 \[[\d:]+<[\d:]+, +[\d.]+ ?frame/s\]", err), err
