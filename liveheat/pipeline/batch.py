@@ -9,7 +9,6 @@ its file ends, by this process only, so the manifest stays whole whatever stops 
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import glob
 import json
@@ -19,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from liveheat.errors import LiveheatError
 from liveheat.pipeline.batch_jobs import IMAGE, VIDEO, Job, LocalPool
@@ -106,7 +104,7 @@ def _walk(folder: str) -> list[str]:
     return found
 
 
-def _expand(spec: str, said: Callable[[str], None]) -> list[tuple[str, str]]:
+def _expand(spec: str) -> list[tuple[str, str]]:
     """(file, its root) pairs of one input: a file, a folder, a glob or @list.txt."""
     if spec.startswith("@"):
         listed = spec[1:]
@@ -118,7 +116,7 @@ def _expand(spec: str, said: Callable[[str], None]) -> list[tuple[str, str]]:
         out = []
         for ln in lines:
             if ln and not ln.startswith("#"):
-                out += _expand(ln, said)
+                out += _expand(ln)
         return out
     if any(c in spec for c in _GLOB_CHARS) and not os.path.exists(spec):
         matches = sorted(glob.glob(spec, recursive=True))
@@ -137,6 +135,10 @@ def _expand(spec: str, said: Callable[[str], None]) -> list[tuple[str, str]]:
     raise LiveheatError(f"no such file or folder: {spec!r}")
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _output_ext(path: str, kind: str) -> str:
     from liveheat.outputs.codecs import EXTENSIONS
 
@@ -147,7 +149,7 @@ def _output_ext(path: str, kind: str) -> str:
 
 
 def collect(
-    inputs: Iterable[str], outdir: str | os.PathLike, *, say: Callable[[str], None] = print
+    inputs: Iterable[str], outdir: str | os.PathLike, *, say: Callable[[str], None] | None = None
 ) -> list[Job]:
     """The jobs of a batch: every video and image under the inputs, with its output path.
 
@@ -155,7 +157,8 @@ def collect(
         inputs: files, folders (walked recursively; hidden files and folders skipped), globs
             (``**`` recursive) and ``@list.txt`` files (one input a line, ``#`` comments).
         outdir: the output folder; files inside it are never inputs.
-        say: where the one-line notes go (a renamed output, a file of no known type).
+        say: where the one-line notes go (a renamed output, a file of no known type);
+            default: stderr.
 
     Returns:
         The jobs, in input order, each input file once.
@@ -163,13 +166,14 @@ def collect(
     Raises:
         LiveheatError: an input that does not exist, a glob or list that gives nothing.
     """
+    say = say or _to_stderr
     out_root = os.path.realpath(outdir)
     jobs: list[Job] = []
     seen: set[str] = set()
     taken: dict[str, str] = {}  # key (case-folded) -> the input that has it
     other = 0
     for spec in inputs:
-        for path, root in _expand(os.fspath(spec), say):
+        for path, root in _expand(os.fspath(spec)):
             real = os.path.realpath(path)
             if real in seen or real == out_root or real.startswith(out_root + os.sep):
                 continue
@@ -329,11 +333,7 @@ def annotate_batch(
         1
     """
     t0 = time.perf_counter()
-    if say is None:
-
-        def say(line: str) -> None:
-            print(line, file=sys.stderr)
-
+    say = say or _to_stderr
     settings = dataclasses.replace(settings) if settings is not None else Settings()
     settings.update(show=False)
     _check_settings(settings)
@@ -411,6 +411,7 @@ class _Bar:
     def __init__(self, todo: Sequence[Job], total_files: int, progress: bool | None) -> None:
         self.files_total = total_files
         self.files_done = total_files - len(todo)
+        self.failed = 0
         self.bar = None
         if progress is None:
             progress = sys.stderr.isatty()
@@ -419,21 +420,18 @@ class _Bar:
 
             frames = sum(_estimate_frames(j) for j in todo)
             self.bar = tqdm(total=frames, unit="frame", dynamic_ncols=True, leave=False)
-            self._describe(collections.Counter())
+            self._describe()
 
-    def _describe(self, counts: Any) -> None:
-        if self.bar is not None:
-            failed = f", {counts['failed']} failed" if counts.get("failed") else ""
-            self.bar.set_description(f"{self.files_done}/{self.files_total} files{failed}")
+    def _describe(self) -> None:
+        failed = f", {self.failed} failed" if self.failed else ""
+        self.bar.set_description(f"{self.files_done}/{self.files_total} files{failed}")
 
     def update(self, records: list[dict]) -> None:
         self.files_done += len(records)
+        self.failed += sum(r["status"] == "failed" for r in records)
         if self.bar is not None:
             self.bar.update(sum(max(1, r["frames"]) for r in records))
-            self._failed = getattr(self, "_failed", 0) + sum(
-                r["status"] == "failed" for r in records
-            )
-            self._describe({"failed": self._failed})
+            self._describe()
 
     def close(self) -> None:
         if self.bar is not None:

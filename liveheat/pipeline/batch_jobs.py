@@ -17,9 +17,12 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from liveheat.errors import LiveheatError
+from liveheat.outputs.base import OutputBase
+from liveheat.outputs.encode import remove_temporary
 from liveheat.settings.fields import Settings
 
 VIDEO = "video"
@@ -54,17 +57,16 @@ _BACKBONES: dict[tuple, Any] = {}
 def _backbone(settings: Settings) -> Any:
     from liveheat.pipeline.preflight import make_backbone
 
-    key = (settings.model, settings.layer, settings.threads, settings.input_size)
+    key = (settings.model, settings.layer, settings.threads, settings.input_size, settings.device)
     if key not in _BACKBONES:
         _BACKBONES[key] = make_backbone(settings)
     return _BACKBONES[key]
 
 
-class _Classes:
+class _Classes(OutputBase):
     """An output that counts the top class of each new map (for the manifest)."""
 
     records = True
-    stop_requested = False
 
     def __init__(self) -> None:
         self.counts: collections.Counter[str] = collections.Counter()
@@ -75,12 +77,6 @@ class _Classes:
             top = feats.top(1)
             if top:
                 self.counts[top[0][1]] += 1
-
-    def notify(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _one_line(e: BaseException) -> str:
@@ -131,12 +127,10 @@ def _image(job: Job, settings: Settings, bb: Any) -> dict:
     ann = Annotator(settings, backbone=bb)
     a = ann.annotate(Frame(image=_as_frame(image), index=0, timestamp=0.0, fps=None))
     write_image(job.output, a.image)
-    if settings.dump_maps:
-        maps = MapsFile(job.maps_path())
-        maps.write(a.image, None, a)
-        maps.close()
-    classes = _Classes()
-    classes.write(a.image, None, a)
+    outputs = [_Classes()] + ([MapsFile(job.maps_path())] if settings.dump_maps else [])
+    for out in outputs:
+        with out:
+            out.write(a.image, None, a)
     seconds = time.perf_counter() - t0
     return _record(
         job,
@@ -144,7 +138,7 @@ def _image(job: Job, settings: Settings, bb: Any) -> dict:
         frames=1,
         fps=round(1 / seconds, 2) if seconds > 0 else 0.0,
         seconds=round(seconds, 3),
-        classes=classes.counts.most_common(3),
+        classes=outputs[0].counts.most_common(3),
         bytes=os.path.getsize(job.output),
     )
 
@@ -186,21 +180,20 @@ def run_task(jobs: Sequence[Job], settings: Settings, threads: int | None = None
 
 
 # ------------------------------------------------------------------------- the local pool
-def temporaries(job: Job) -> list[str]:
-    """Temporary files a job being written leaves beside its outputs (`temp_path`'s names)."""
-    found = []
+def remove_temporaries(job: Job) -> None:
+    """Remove the temporary files an unfinished job leaves beside its outputs (`temp_path`'s
+    names, of any process)."""
     for path in (job.output, job.maps_path()):
         folder, name = os.path.split(path)
         stem, ext = os.path.splitext(name)
-        found += glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.*.tmp{ext}"))
-    return found
+        for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.*.tmp{ext}")):
+            remove_temporary(Path(tmp))
 
 
 def _worker(tasks: Any, results: Any, settings: Settings, threads: int) -> None:
     """A pool process: tasks in, records out, until the None sentinel. Ctrl-C is the parent's
     to handle (it stops the workers itself), so a terminal's SIGINT is ignored here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     while True:
         item = tasks.get()
         if item is None:
@@ -262,8 +255,7 @@ class LocalPool:
             self._stop()
             for task_id in set(holding.values()):
                 for job in todo.get(task_id, ()):
-                    for path in temporaries(job):
-                        _remove(path)
+                    remove_temporaries(job)
             raise
         finally:
             self._stop()
@@ -297,8 +289,7 @@ class LocalPool:
             if task_id is not None and task_id in todo:
                 jobs = todo.pop(task_id)
                 for job in jobs:
-                    for path in temporaries(job):
-                        _remove(path)
+                    remove_temporaries(job)
                 why = _exit_reason(p.exitcode)
                 on_done([_record(job, "failed", error=f"the worker {why}") for job in jobs])
             if todo:
@@ -323,10 +314,3 @@ def _exit_reason(code: int) -> str:
         except ValueError:
             return f"died of signal {-code}"
     return f"exited with status {code}"
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

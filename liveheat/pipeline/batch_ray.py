@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from liveheat.errors import LiveheatError
-from liveheat.pipeline.batch_jobs import Job, _record, run_task, temporaries
+from liveheat.pipeline.batch_jobs import Job, _record, remove_temporaries, run_task
 from liveheat.settings.fields import Settings
 
 
@@ -22,7 +22,6 @@ def _remote_task(jobs: Sequence[Job], settings: Settings) -> list[dict]:
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     return run_task(jobs, settings, threads=max(1, int(cpus)))
 
 
@@ -101,11 +100,7 @@ def run(
                 pass
         for jobs in pending.values():
             for job in jobs:
-                for path in temporaries(job):
-                    try:
-                        os.remove(path)
-                    except OSError:
-                        pass
+                remove_temporaries(job)
         raise
     finally:
         if started:
