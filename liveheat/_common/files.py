@@ -8,6 +8,7 @@ and an older file there stays as it was until the new one is whole.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 from collections.abc import Iterator
 from importlib import resources
@@ -97,6 +98,19 @@ def temp_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     base = p.name[: len(p.name) - len(p.suffix)]
     return p.with_name(f".{base}.{os.getpid()}.tmp{p.suffix}")
+
+
+def temporaries_of(path: str | os.PathLike) -> list[Path]:
+    """The temporary files `temp_path` names for `path`, of any process, that exist now.
+
+    Examples:
+        >>> temporaries_of("/nonexistent/clip.mp4")
+        []
+    """
+    p = Path(path)
+    stem = p.name[: len(p.name) - len(p.suffix)]
+    pattern = f".{glob.escape(stem)}.*.tmp{glob.escape(p.suffix)}"
+    return sorted(Path(f) for f in glob.glob(os.path.join(glob.escape(str(p.parent)), pattern)))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import glob
 import multiprocessing
 import os
 import queue
@@ -17,9 +16,9 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from liveheat._common.files import temporaries_of
 from liveheat.errors import LiveheatError
 from liveheat.outputs.base import OutputBase
 from liveheat.outputs.encode import remove_temporary
@@ -181,13 +180,10 @@ def run_task(jobs: Sequence[Job], settings: Settings, threads: int | None = None
 
 # ------------------------------------------------------------------------- the local pool
 def remove_temporaries(job: Job) -> None:
-    """Remove the temporary files an unfinished job leaves beside its outputs (`temp_path`'s
-    names, of any process)."""
+    """Remove the temporary files an unfinished job leaves beside its outputs."""
     for path in (job.output, job.maps_path()):
-        folder, name = os.path.split(path)
-        stem, ext = os.path.splitext(name)
-        for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.*.tmp{ext}")):
-            remove_temporary(Path(tmp))
+        for tmp in temporaries_of(path):
+            remove_temporary(tmp)
 
 
 def _worker(tasks: Any, results: Any, settings: Settings, threads: int) -> None:
