@@ -96,6 +96,10 @@ class _HTTPServer(ThreadingHTTPServer):
         )
         with self.owner._reg_lock:
             self.owner._threads.add(t)
+            # every thread until it has ended (it leaves `_threads` a moment before): close()
+            # joins these; ended ones are dropped here, so a server running for days keeps few
+            alive = [x for x in self.owner._client_threads if x.is_alive()]
+            self.owner._client_threads = [*alive, t]
             self.owner._conns.add(request)
         t.start()
 

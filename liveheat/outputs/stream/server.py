@@ -115,6 +115,7 @@ class StreamServer(OutputBase):
         self._times: deque[float] = deque(maxlen=64)
         self._conns: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
+        self._client_threads: list[threading.Thread] = []  # not known to have ended
         self._reg_lock = threading.Lock()
         self._httpd = _make_httpd(host, int(port), self)
         self.port: int = self._httpd.server_address[1]
@@ -177,7 +178,7 @@ class StreamServer(OutputBase):
         self._httpd.server_close()
         with self._reg_lock:
             conns = list(self._conns)
-            threads = list(self._threads)
+            threads = list(self._client_threads)
         for conn in conns:  # unblock handlers stuck in send() to a stalled client
             try:
                 conn.shutdown(socket.SHUT_RDWR)
